@@ -1,0 +1,23 @@
+"""MiniGPT: a small character-level GPT that learns to write TinyStories-style children's stories.
+
+The public API:
+
+    from minigpt import load, generate, evaluate, train, ModelConfig, TrainConfig, SampleConfig
+
+    run = train(ModelConfig(n_layers=2), TrainConfig(data=["stories.txt"], max_steps=200), "runs/demo")
+    model, tokenizer, config = load(run)
+    print(generate(model, tokenizer, "Once upon a time", max_new_tokens=300, temperature=0.8))
+    print(evaluate(model, tokenizer, "held-out.txt"))   # nats/char, bits/char, perplexity
+"""
+
+__version__ = "0.1.0"
+
+from .api import evaluate, generate, load  # noqa: E402
+from .config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .model import MiniGPT  # noqa: E402
+from .tokenizer import CharTokenizer  # noqa: E402
+from .train import train  # noqa: E402
+
+__all__ = ["CharTokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
+           "evaluate", "generate", "load", "train", "__version__"]

@@ -1,0 +1,51 @@
+"""The Python API in three verbs: load a run, generate from it, evaluate it on held-out text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .config import SampleConfig
+from .data import iter_stories
+from .device import pick_device
+from .errors import UserError
+from .evaluate import encode_for_eval, evaluate_ids
+from .generate import generate_text
+from .model import MiniGPT
+from .tokenizer import CharTokenizer
+
+
+def load(run_dir: str | Path, device: str = "auto") -> tuple[MiniGPT, CharTokenizer, dict]:
+    """(model in eval mode, tokenizer, config.json) from a run directory."""
+    return load_model(run_dir, pick_device(device))
+
+
+def generate(model: MiniGPT, tokenizer: CharTokenizer, prompt: str = "", **options) -> str:
+    """Prompt + continuation. Options: any SampleConfig field (max_new_tokens, temperature, top_k,
+    top_p, greedy, seed, stop_at_eos, use_cache)."""
+    return generate_text(model, tokenizer, prompt, SampleConfig(), **options)
+
+
+def evaluate(model: MiniGPT, tokenizer: CharTokenizer, data: str | list[str],
+             max_chars: int | None = None) -> dict:
+    """Held-out loss on data specs (files, directories, 'bundled'): nats_per_char, bits_per_char,
+    perplexity, chars, and skipped_chars (characters the vocabulary lacks, left out)."""
+    specs = [data] if isinstance(data, str) else list(data)
+
+    def stories():
+        total = 0
+        for spec in specs:
+            for story in iter_stories(spec):
+                yield story
+                total += len(story)
+                if max_chars is not None and total >= max_chars:
+                    return
+
+    ids, skipped = encode_for_eval(tokenizer, stories())
+    if len(ids) < 2:
+        raise UserError(f"no text to evaluate in {', '.join(specs)}")
+    with torch.inference_mode():
+        result = evaluate_ids(model, ids)
+    return dict(result, skipped_chars=skipped)

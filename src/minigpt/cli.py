@@ -1,0 +1,197 @@
+"""The `minigpt` command: train, generate, eval.
+
+Each sub-command turns its options into the config dataclasses and calls the same functions the
+Python API uses. A mistake in the input (a `UserError`) is printed as one line on stderr with exit
+code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (plus exit code 2) rather than the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _names(name: str) -> list[str]:
+    """--block-size and the seed's spelling --block_size both work."""
+    dashed = "--" + name.replace("_", "-")
+    return [dashed, "--" + name] if "_" in name else [dashed]
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model and save a run directory",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train a character-level GPT. Options left out come from "
+                       "--config, then from the built-in defaults shown here.")
+    from .config import ModelConfig, TrainConfig
+
+    model, trainer = ModelConfig(), TrainConfig()
+    p.add_argument("--config", help="TOML file with [model] and [train] tables (or flat keys)")
+    p.add_argument("--data", action="append", help="tinystories | bundled | file | directory; "
+                   "repeat or separate with commas for several (default: tinystories)")
+    p.add_argument("--val-data", action="append", help="held-out data (default: 10%% of the stories)")
+    p.add_argument("--max-chars", type=int, help="read at most this many characters "
+                   "(default: 1,000,000 from the hub, everything from files)")
+    p.add_argument("--out", default=None, help="run directory to create (default: runs/<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
+    g = p.add_argument_group("model")
+    for name, kind in (("block_size", int), ("n_embd", int), ("num_heads", int), ("n_layers", int),
+                       ("ff_hidden_mult", int), ("dropout", float)):
+        g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(model, name)}")
+    g.add_argument("--attention", choices=["fast", "explicit"], help="default fast")
+    g = p.add_argument_group("training")
+    for name, kind in (("batch_size", int), ("learning_rate", float), ("epochs", float),
+                       ("max_steps", int), ("warmup_steps", int), ("weight_decay", float),
+                       ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
+                       ("sample_chars", int), ("seed", int), ("threads", int)):
+        g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(trainer, name)}")
+    g.add_argument("--max-time", "--max_time", dest="max_time", help="wall-clock budget: 90s, 10m, 1h")
+    g.add_argument("--device", help="auto | cpu | cuda | mps (default auto)")
+
+
+def _add_sampling(p) -> None:
+    from .config import SampleConfig
+
+    d = SampleConfig()
+    p.add_argument(*_names("max_new_tokens"), type=int, default=d.max_new_tokens, dest="max_new_tokens",
+                   help="characters to generate")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
+    p.add_argument("--top-k", "--top_k", type=int, dest="top_k", help="keep the k likeliest characters")
+    p.add_argument("--top-p", "--top_p", type=float, dest="top_p", help="nucleus sampling, in (0, 1]")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest character")
+    p.add_argument("--seed", type=int, help="make the story reproducible")
+    p.add_argument("--num-samples", type=int, default=1, help="how many stories")
+    p.add_argument("--no-stop", action="store_true", help="keep going past the end of the story")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minigpt", description="A small character-level GPT for TinyStories.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    p = sub.add_parser("generate", help="write a story from a prompt",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("prompt", nargs="?", default="", help="how the story begins")
+    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--device", default="auto")
+    _add_sampling(p)
+    p = sub.add_parser("eval", help="held-out loss in nats/char, bits/char and perplexity")
+    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--data", action="append", required=True, help="file, directory or 'bundled'")
+    p.add_argument("--max-chars", type=int, help="evaluate at most this many characters")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _split_specs(values):
+    return [part for value in values or [] for part in value.split(",") if part]
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    from .config import ModelConfig, TrainConfig, load_toml, merged
+    from .train import saved_train_config, train
+
+    sections = load_toml(args.config) if args.config else {"model": {}, "train": {}}
+    options = vars(args)
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_cfg = merged(merged(ModelConfig(), sections["model"], "model"),
+                       {k: v for k, v in options.items() if k in model_keys}, "model")
+    overrides = {k: v for k, v in options.items() if k in train_keys and k not in ("data", "val_data")}
+    overrides["data"] = _split_specs(args.data) or None
+    overrides["val_data"] = _split_specs(args.val_data) or None
+    if args.resume:
+        # Start from the run's own settings; a new budget (any of epochs, max_steps, max_time)
+        # replaces the whole saved budget, so `--resume RUN --max-steps 5000` means "go to 5000".
+        saved = saved_train_config(args.resume)
+        budget = ("epochs", "max_steps", "max_time")
+        if any(overrides.get(k) is not None for k in budget):
+            saved = dataclasses.replace(saved, **{k: None for k in budget})
+        run = train(None, merged(saved, overrides, "train"), args.resume, resume=True)
+    else:
+        cfg = merged(merged(TrainConfig(), sections["train"], "train"), overrides, "train")
+        out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+        run = train(model_cfg, cfg, out)
+    print(f"saved run: {run}\nwrite a story with: minigpt generate --checkpoint {run} \"Once upon a time\"")
+    return 0
+
+
+def _resolve_checkpoint(path):
+    from .checkpoint import find_latest_run
+
+    return path if path else find_latest_run("runs")
+
+
+def cmd_generate(args) -> int:
+    from .config import SampleConfig
+    from .device import pick_device
+    from .checkpoint import load_model
+    from .generate import make_generator, stream
+    from .data import normalise_characters
+
+    cfg = SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed,
+                       num_samples=args.num_samples, stop_at_eos=not args.no_stop,
+                       use_cache=not args.no_cache)
+    cfg.validate()
+    device = pick_device(args.device)
+    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint), device)
+    tokenizer.encode(normalise_characters(args.prompt))  # unknown characters: fail before printing
+    generator = make_generator(cfg.seed, device)
+    for index in range(cfg.num_samples):
+        if index:
+            print("\n" + "-" * 40)
+        print(normalise_characters(args.prompt), end="", flush=True)
+        for piece in stream(model, tokenizer, args.prompt, cfg, generator):
+            print(piece, end="", flush=True)
+        print()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .api import evaluate
+    from .checkpoint import load_model
+    from .device import pick_device
+
+    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint), pick_device(args.device))
+    result = evaluate(model, tokenizer, _split_specs(args.data), max_chars=args.max_chars)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['chars']:,} characters: {result['nats_per_char']:.4f} nats/char | "
+              f"{result['bits_per_char']:.4f} bits/char | perplexity {result['perplexity']:.3f}")
+        if result["skipped_chars"]:
+            print(f"({result['skipped_chars']:,} characters outside the model's vocabulary were skipped)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval}[args.command]
+    try:
+        return command(args)
+    except UserError as exc:
+        print(f"minigpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `minigpt generate | head` closed the pipe: not an error
+        return 0

@@ -1,0 +1,143 @@
+"""From data specs to two memory-mapped arrays of token ids, and random training windows from them.
+
+`prepare_data` streams stories from every source, cleans each one, assigns whole stories to the
+training or held-out split, and writes them as bytes straight to `train.bin` / `val.bin` with an
+end-of-story id (0) before every story. Only then is the vocabulary known; a second pass rewrites
+the bytes as token ids in place, a chunk at a time. Nothing holds the whole corpus in memory, so
+a corpus larger than RAM works; training then reads random windows through `np.memmap`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..tokenizer import CharTokenizer
+from .clean import clean_text
+from .sources import HUB_DEFAULT_MAX_CHARS, iter_stories
+
+EOS_BYTE = 0  # cleaned text is printable ASCII, so byte 0 is free to mark story ends
+
+
+@dataclass
+class Splits:
+    """The prepared data of a run: token ids for both splits and the tokenizer that made them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    tokenizer: CharTokenizer
+
+
+def prepare_data(cfg: TrainConfig, data_dir: Path, log=print) -> Splits:
+    """Read, clean, split and tokenize `cfg.data` (and `cfg.val_data`) into `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = np.zeros(256, dtype=np.int64)
+    limit = cfg.max_chars
+    if limit is None and "tinystories" in cfg.data:
+        limit = HUB_DEFAULT_MAX_CHARS
+    train_path, val_path = data_dir / "train.bin", data_dir / "val.bin"
+    with open(train_path, "wb") as train_f, open(val_path, "wb") as val_f:
+        n_train, n_val = _write_stories(cfg.data, limit, counts, train_f, val_f,
+                                        None if cfg.val_data else cfg.val_fraction, log)
+        if cfg.val_data:
+            n_val = sum(_write_stories(cfg.val_data, None, counts, val_f, val_f, None, log))
+    if n_train == 0:
+        raise UserError(f"no text found in {', '.join(cfg.data)} after cleaning: is the data empty?")
+    if n_val == 0:
+        if cfg.val_data:
+            raise UserError(f"no text found in --val-data {', '.join(cfg.val_data)}")
+        _split_tail(train_path, val_path, cfg.val_fraction)
+        log(f"only {n_train} stories: held out the last {cfg.val_fraction:.0%} of the characters")
+    tokenizer = CharTokenizer(chr(b) for b in np.flatnonzero(counts) if b != EOS_BYTE)
+    table = np.zeros(256, dtype=np.uint8)
+    for char, index in tokenizer.stoi.items():
+        table[ord(char)] = index
+    for path in (train_path, val_path):
+        _remap_in_place(path, table)
+    meta = {"train_tokens": train_path.stat().st_size, "val_tokens": val_path.stat().st_size,
+            "train_stories": n_train, "val_stories": n_val, "sources": cfg.data,
+            "val_sources": cfg.val_data}
+    (data_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return load_splits(data_dir, tokenizer)
+
+
+def load_splits(data_dir: Path, tokenizer: CharTokenizer) -> Splits:
+    """Open the prepared arrays of a run directory read-only, without loading them into memory."""
+    arrays = []
+    for name in ("train.bin", "val.bin"):
+        path = data_dir / name
+        if not path.exists() or path.stat().st_size == 0:
+            raise UserError(f"{path} is missing or empty: the run's prepared data is damaged")
+        arrays.append(np.memmap(path, dtype=tokenizer.dtype, mode="r"))
+    return Splits(arrays[0], arrays[1], tokenizer)
+
+
+def _write_stories(specs, limit, counts, train_f, val_f, val_fraction, log) -> tuple[int, int]:
+    """Clean and write stories; every 1/val_fraction-th story goes to val. Returns story counts."""
+    n_train = n_val = total = 0
+    for spec in specs:
+        for raw in iter_stories(spec, log=log):
+            story = clean_text(raw)
+            if not story:
+                continue
+            if limit is not None and total + len(story) > limit:
+                story = story[: limit - total]
+            data = bytes([EOS_BYTE]) + story.encode("ascii")
+            counts += np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+            index = n_train + n_val
+            # Story i goes to val when the running count of val stories, i * f, crosses an
+            # integer: exactly floor(n * f) held-out stories, spread evenly through the corpus.
+            to_val = val_fraction is not None and int((index + 1) * val_fraction) > int(index * val_fraction)
+            (val_f if to_val else train_f).write(data)
+            n_val += to_val
+            n_train += not to_val
+            total += len(story)
+            if limit is not None and total >= limit:
+                return n_train, n_val
+    return n_train, n_val
+
+
+def _split_tail(train_path: Path, val_path: Path, fraction: float) -> None:
+    """Too few stories to hold whole ones out: move the last `fraction` of the bytes to val."""
+    data = train_path.read_bytes()
+    cut = int(len(data) * (1 - fraction))
+    val_path.write_bytes(data[cut:])
+    train_path.write_bytes(data[:cut])
+
+
+def _remap_in_place(path: Path, table: np.ndarray, chunk: int = 1 << 24) -> None:
+    """Rewrite the bytes of `path` through `table` (byte -> token id), 16 MB at a time."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    array = np.memmap(path, dtype=np.uint8, mode="r+")
+    for start in range(0, size, chunk):
+        array[start : start + chunk] = table[array[start : start + chunk]]
+    array.flush()
+    del array
+
+
+def check_length(ids: np.ndarray, block_size: int, split: str) -> None:
+    if len(ids) < block_size + 1:
+        raise UserError(
+            f"the {split} split has {len(ids)} characters, fewer than block_size + 1 = "
+            f"{block_size + 1}: use more data or a smaller --block-size"
+        )
+
+
+def get_batch(ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows: x = ids[i : i+T], y = ids[i+1 : i+T+1] (the next character at each place)."""
+    starts = torch.randint(len(ids) - block_size, (batch_size,), generator=generator).tolist()
+    window = np.stack([np.asarray(ids[s : s + block_size + 1], dtype=np.int64) for s in starts])
+    window = torch.from_numpy(window)
+    x, y = window[:, :-1], window[:, 1:]
+    if torch.device(device).type != "cpu":
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return x, y

@@ -1,0 +1,96 @@
+"""Held-out evaluation: how surprised is the model by text it never trained on?
+
+The loss is the average negative log-likelihood of each next character, in nats (natural log).
+Dividing by ln 2 gives bits per character (bpc): how many bits an ideal compressor driven by the
+model would spend per character. Perplexity, e^nats, is the number of equally likely characters
+the model is effectively choosing between. The end-of-story symbol counts as one character.
+
+`evaluate_ids` scores every character exactly once with as much context as the model allows:
+windows of block_size overlap by half, and each window scores only the characters the previous
+one did not (the first window scores all of its own).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import clean_text, get_batch
+from .model import MiniGPT
+from .tokenizer import CharTokenizer
+
+
+def summary(total_nats: float, count: int) -> dict:
+    nats = total_nats / max(count, 1)
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
+            "perplexity": math.exp(nats), "chars": count}
+
+
+@torch.no_grad()
+def evaluate_ids(model: MiniGPT, ids, batch_size: int = 32, stride: int | None = None) -> dict:
+    """Exact held-out loss over a whole id sequence (see module docstring)."""
+    ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    block = model.config.block_size
+    stride = stride or max(1, block // 2)
+    n = len(ids) - 1  # number of predictions
+    if n < 1:
+        raise ValueError("need at least two tokens to evaluate")
+    windows = []  # (start, length, first scored offset within the window)
+    start, scored_upto = 0, 0
+    while scored_upto < n:
+        length = min(block, n - start)
+        windows.append((start, length, scored_upto - start))
+        scored_upto = start + length
+        start = min(start + stride, max(0, n - block)) if start + length < n else n
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        group = windows[i : i + batch_size]
+        for length in sorted({w[1] for w in group}):  # same length -> one batch
+            same = [w for w in group if w[1] == length]
+            x = torch.stack([ids[s : s + length] for s, _, _ in same]).to(device)
+            y = torch.stack([ids[s + 1 : s + length + 1] for s, _, _ in same]).to(device)
+            logits, _, _ = model(x)
+            nll = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+            for row, (_, _, first) in enumerate(same):
+                total += nll[row, first:].sum().item()
+                count += length - first
+    model.train(was_training)
+    return summary(total, count)
+
+
+def encode_for_eval(tokenizer: CharTokenizer, stories) -> tuple[list[int], int]:
+    """Clean stories, drop characters the vocabulary lacks (counted), join with end-of-story."""
+    ids, skipped = [], 0
+    for story in stories:
+        story = clean_text(story)
+        if not story:
+            continue
+        known = [tokenizer.stoi[c] for c in story if c in tokenizer.stoi]
+        skipped += len(story) - len(known)
+        ids.append(tokenizer.eos_id)
+        ids.extend(known)
+    return ids, skipped
+
+
+@torch.no_grad()
+def estimate_loss(model: MiniGPT, ids: np.ndarray, batches: int, batch_size: int,
+                  seed: int = 0) -> float:
+    """Mean loss on `batches` random windows; the same windows every call (fixed seed), so values
+    logged during training are comparable. Cheaper than evaluate_ids; used while training."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    losses = []
+    for _ in range(batches):
+        x, y = get_batch(ids, batch_size, model.config.block_size, generator, device)
+        _, loss, _ = model(x, y)
+        losses.append(loss.item())
+    model.train(was_training)
+    return float(np.mean(losses))

@@ -1,0 +1,195 @@
+"""The transformer, top to bottom: attention -> feed-forward -> block -> MiniGPT.
+
+    ids (B, T) -> token embedding + position embedding -> (B, T, C)
+               -> n_layers x Block [LayerNorm -> attention -> +residual; LayerNorm -> MLP -> +residual]
+               -> final LayerNorm -> linear head -> logits (B, T, vocab_size)
+
+This file knows nothing about files, devices, data or logging: it is the model and nothing else.
+Letters used in shapes: B batch, T time (characters), C channels (n_embd), H heads, D head size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+# A KV cache is one (keys, values) pair per layer, each shaped (B, H, T_past, D).
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention.
+
+    Every position asks a question (query), advertises what it holds (key) and offers content
+    (value). A position's output is the average of the values of the positions it may see, weighted
+    by how well their keys answer its query. "Causal" means it may only see itself and the past:
+    that is what lets one forward pass train on every next-character prediction at once without
+    the answer leaking in from the right.
+
+    Two implementations compute the same thing. `explicit` writes every step out so a learner can
+    follow it; `fast` calls PyTorch's fused kernel, which never stores the T x T score matrix.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_size = config.head_size
+        self.attention = config.attention
+        self.dropout = config.dropout
+        # One Linear makes queries, keys and values for all heads at once: 3 * C outputs.
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
+        mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, D): each head works on its own slice of the channels."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_size).transpose(1, 2)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, D) -> (B, T, C): put the heads' outputs side by side again."""
+        B, _, T, _ = x.shape
+        return x.transpose(1, 2).contiguous().view(B, T, self.num_heads * self.head_size)
+
+    def explicit_attention(self, q, k, v) -> torch.Tensor:
+        """softmax(q k^T / sqrt(D) + mask) v, written out. q: (B,H,Tq,D); k, v: (B,H,Tk,D)."""
+        Tq, Tk = q.size(2), k.size(2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, Tq, Tk)
+        # The Tq queries are the last Tq of the Tk positions (earlier ones came from the cache),
+        # so query i sits at absolute position Tk - Tq + i and may see keys 0 .. Tk - Tq + i.
+        mask = self.causal_mask[Tk - Tq : Tk, :Tk]
+        scores = scores.masked_fill(~mask, float("-inf"))  # the future gets zero weight
+        weights = F.softmax(scores, dim=-1)  # each row sums to 1
+        self.last_weights = weights.detach()  # kept for anyone who wants to look at them
+        weights = self.attn_dropout(weights)
+        return weights @ v  # (B, H, Tq, D)
+
+    def fast_attention(self, q, k, v) -> torch.Tensor:
+        Tq, Tk = q.size(2), k.size(2)
+        dropout = self.dropout if self.training else 0.0
+        if Tq == Tk:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        # With a cache the queries are offset from the keys, which is_causal does not express.
+        mask = self.causal_mask[Tk - Tq : Tk, :Tk]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x: (B, T, C). `past` holds earlier keys and values; returns (output, (keys, values))."""
+        q, k, v = self.qkv(x).split(x.size(-1), dim=2)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        attend = self.explicit_attention if self.attention == "explicit" else self.fast_attention
+        y = self.merge_heads(attend(q, k, v))
+        return self.resid_dropout(self.proj(y)), (k, v)
+
+
+class FeedForward(nn.Module):
+    """Per-position MLP: widen to ff_hidden_mult * C, ReLU, project back. Where tokens 'think'."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        hidden = config.ff_hidden_mult * config.n_embd
+        self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.relu(self.up(x))))
+
+
+class Block(nn.Module):
+    """One decoder block, pre-LayerNorm: x + attention(norm(x)), then x + mlp(norm(x)).
+
+    Normalising *before* each sub-layer (GPT-2 style) keeps the residual path a clean sum, which
+    makes deep stacks train without careful learning-rate tuning.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = FeedForward(config)
+
+    def forward(self, x, past=None):
+        attn_out, present = self.attn(self.ln1(x), past)
+        x = x + attn_out
+        x = x + self.mlp(self.ln2(x))
+        return x, present
+
+
+class MiniGPT(nn.Module):
+    """A character-level GPT: embeddings, a stack of blocks, a final norm and a linear head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        if config.vocab_size <= 0:
+            raise ValueError("set config.vocab_size (from the tokenizer) before building the model")
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)  # learned
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layers):
+        # each block adds two such outputs, and this keeps the stream's variance from growing
+        # with depth.
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
+                past: KVCache | None = None):
+        """ids: (B, T) token ids. Returns (logits (B, T, V), loss or None, new KV cache).
+
+        With `past`, `ids` are the *next* tokens after the cached ones, and positions continue
+        from where the cache ends.
+        """
+        B, T = ids.shape
+        start = 0 if past is None else past[0][0].size(2)
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} exceeds block_size {self.config.block_size}")
+        positions = torch.arange(start, start + T, device=ids.device)
+        x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
+        present: KVCache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if past is None else past[i])
+            present.append(kv)
+        logits = self.head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            # Teacher forcing: every position is scored on the true next character.
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss, present
+
+    def set_attention(self, kind: str) -> None:
+        """Switch every layer between the 'explicit' and 'fast' attention paths."""
+        if kind not in ("fast", "explicit"):
+            raise ValueError(f"attention must be 'fast' or 'explicit', got {kind!r}")
+        self.config.attention = kind
+        for block in self.blocks:
+            block.attn.attention = kind

@@ -1,0 +1,106 @@
+"""The transformer's properties: shapes, causality, both attention paths agree, it can learn."""
+
+import pytest
+import torch
+
+from minigpt import MiniGPT, ModelConfig, UserError
+
+
+def tiny(attention="fast", dropout=0.0, **kw) -> MiniGPT:
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=20, block_size=16, n_embd=32, num_heads=4, n_layers=2, dropout=dropout,
+               attention=attention)
+    cfg.update(kw)
+    return MiniGPT(ModelConfig(**cfg))
+
+
+def test_shapes_and_loss():
+    model = tiny()
+    ids = torch.randint(0, 20, (3, 16))
+    logits, loss, cache = model(ids, ids)
+    assert logits.shape == (3, 16, 20)
+    assert loss.ndim == 0 and loss.item() == pytest.approx(torch.log(torch.tensor(20.0)).item(), rel=0.1)
+    assert len(cache) == 2 and cache[0][0].shape == (3, 4, 16, 8)
+
+
+@pytest.mark.parametrize("attention", ["fast", "explicit"])
+def test_causal_later_characters_never_change_earlier_logits(attention):
+    model = tiny(attention).eval()
+    a = torch.randint(0, 20, (1, 16))
+    b = a.clone()
+    b[0, 10:] = (b[0, 10:] + 1) % 20
+    la, _, _ = model(a)
+    lb, _, _ = model(b)
+    assert torch.allclose(la[0, :10], lb[0, :10], atol=1e-6)
+    assert not torch.allclose(la[0, 10:], lb[0, 10:], atol=1e-4)
+
+
+def test_explicit_equals_fast_outputs_and_gradients():
+    ids = torch.randint(0, 20, (2, 16))
+    models = {kind: tiny(kind) for kind in ("fast", "explicit")}
+    models["explicit"].load_state_dict(models["fast"].state_dict())
+    grads, losses = {}, {}
+    for kind, model in models.items():
+        logits, loss, _ = model(ids, ids)
+        loss.backward()
+        losses[kind] = logits
+        grads[kind] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert torch.allclose(losses["fast"], losses["explicit"], atol=1e-5)
+    for name in grads["fast"]:
+        assert torch.allclose(grads["fast"][name], grads["explicit"][name], atol=1e-5), name
+
+
+def test_set_attention_switches_every_layer():
+    model = tiny("fast")
+    model.set_attention("explicit")
+    assert all(b.attn.attention == "explicit" for b in model.blocks)
+    model.eval()
+    model(torch.randint(0, 20, (1, 5)))
+    weights = model.blocks[0].attn.last_weights[0, 0]
+    assert torch.allclose(weights.sum(-1), torch.ones(5))
+    assert torch.all(weights.triu(1) == 0)  # nothing attends to the future
+
+
+def test_cached_forward_equals_full_forward():
+    model = tiny().eval()
+    ids = torch.randint(0, 20, (1, 12))
+    full, _, _ = model(ids)
+    _, _, cache = model(ids[:, :7])
+    step, _, _ = model(ids[:, 7:], past=cache)
+    assert torch.allclose(full[:, 7:], step, atol=1e-5)
+
+
+def test_residual_projections_get_scaled_init():
+    model = tiny(n_layers=8)
+    std = model.blocks[0].attn.proj.weight.std().item()
+    assert std == pytest.approx(0.02 / 4, rel=0.2)  # 0.02 / sqrt(2 * 8)
+
+
+def test_overfits_a_tiny_text():
+    torch.manual_seed(0)
+    model = tiny()
+    data = torch.tensor([i % 7 for i in range(17)]).unsqueeze(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        _, loss, _ = model(data[:, :-1], data[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_too_long_sequence_is_refused():
+    with pytest.raises(ValueError, match="block_size"):
+        tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(num_heads=3), "must divide n_embd"),
+    (dict(n_embd=0), "n_embd must be a positive integer"),
+    (dict(n_layers=-1), "n_layers must be a positive integer"),
+    (dict(dropout=1.0), "dropout must be in"),
+    (dict(attention="flash"), "attention must be"),
+])
+def test_bad_model_config(bad, message):
+    with pytest.raises(UserError, match=message):
+        ModelConfig(**bad).validate()

@@ -1,0 +1,158 @@
+"""Training, checkpoints, resume and evaluation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
+from minigpt.config import load_toml, parse_duration
+from minigpt.evaluate import evaluate_ids
+from minigpt.train import Budget, learning_rate
+
+QUIET = dict(log=lambda *a: None)
+
+
+def small(block=32):
+    return ModelConfig(block_size=block, n_embd=32, num_heads=2, n_layers=2, dropout=0.1)
+
+
+def cfg(data, **kw):
+    base = dict(data=[data], batch_size=8, eval_interval=10, eval_batches=2, sample_chars=10,
+                threads=1, warmup_steps=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_lowers_held_out_loss_and_writes_the_run(tiny_run):
+    lines = [json.loads(l) for l in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [60, 120]
+    assert lines[-1]["val_nats"] < lines[0]["val_nats"] < math.log(40)
+    assert lines[-1]["val_bpc"] == pytest.approx(lines[-1]["val_nats"] / math.log(2))
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_state.safetensors",
+                 "state.json", "samples.txt", "data/train.bin", "data/val.bin"):
+        assert (tiny_run / name).exists(), name
+    assert not list(tiny_run.glob("*.tmp")) and not list(tiny_run.glob(".*.tmp"))
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["model"]["vocab_size"] > 10 and config["torch_version"] == torch.__version__
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
+    model, tok, _ = load(tiny_run, device="cpu")
+    again, _, _ = load(tiny_run, device="cpu")
+    ids = torch.tensor([tok.encode("Once upon a time")])
+    assert torch.equal(model(ids)[0], again(ids)[0])
+    from safetensors.torch import load_file
+    saved = load_file(str(tiny_run / "model.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_equals_uninterrupted_training(tmp_path, story_file):
+    straight = train(small(), cfg(story_file, max_steps=30), tmp_path / "straight", **QUIET)
+    halves = train(small(), cfg(story_file, max_steps=30), tmp_path / "halves",
+                   interrupt_at_step=15, **QUIET)
+    assert json.loads((halves / "state.json").read_text())["step"] == 15
+    train(None, cfg(story_file, max_steps=30), halves, resume=True, **QUIET)
+    a, _, _ = load(straight, "cpu")
+    b, _, _ = load(halves, "cpu")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert json.loads((halves / "state.json").read_text())["step"] == 30
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path, story_file):
+    runs = [train(small(), cfg(story_file, max_steps=5, seed=s), tmp_path / f"r{i}", **QUIET)
+            for i, s in enumerate([1, 1, 2])]
+    w = [load(r, "cpu")[0].head.weight for r in runs]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+def test_existing_run_is_never_overwritten(tiny_run, story_file):
+    before = (tiny_run / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="already holds a run"):
+        train(small(), cfg(story_file, max_steps=2), tiny_run, **QUIET)
+    assert (tiny_run / "model.safetensors").read_bytes() == before
+
+
+def test_data_shorter_than_block_size(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("A tiny story.\n<|endoftext|>\nAnother one.\n")
+    with pytest.raises(UserError, match="fewer than block_size"):
+        train(small(block=64), cfg(str(path), max_steps=2), tmp_path / "r", **QUIET)
+
+
+def test_diverging_loss_stops_with_a_clear_error(tmp_path, story_file):
+    with pytest.raises(UserError, match="diverged"):
+        train(small(), cfg(story_file, max_steps=50, learning_rate=1e30, warmup_steps=0,
+                           grad_clip=0.0), tmp_path / "r", **QUIET)
+
+
+def test_budget_epochs_steps_and_time():
+    base = TrainConfig(batch_size=10, max_steps=None)
+    assert Budget(base, 10_000, 10).max_steps == 100  # default: one epoch
+    assert Budget(TrainConfig(batch_size=10, epochs=2.5), 10_000, 10).max_steps == 250
+    assert Budget(TrainConfig(batch_size=10, epochs=2, max_steps=30), 10_000, 10).max_steps == 30
+    timed = Budget(TrainConfig(max_time="2m"), 10_000, 10)
+    assert timed.max_steps is None and timed.done(10**6, 119) is False and timed.done(1, 120)
+    assert parse_duration("1.5h") == 5400 and parse_duration("90") == 90
+    with pytest.raises(UserError, match="duration"):
+        parse_duration("ten minutes")
+
+
+def test_learning_rate_warms_up_then_decays():
+    c = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(c, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(c, 9, 0.1) == pytest.approx(1.0)
+    assert learning_rate(c, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(c, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_evaluate_scores_every_character_once():
+    torch.manual_seed(0)
+    from minigpt import MiniGPT
+    model = MiniGPT(ModelConfig(vocab_size=9, block_size=8, n_embd=16, num_heads=2, n_layers=1,
+                                dropout=0.0)).eval()
+    ids = np.random.default_rng(0).integers(0, 9, 53)
+    result = evaluate_ids(model, ids, batch_size=4)
+    assert result["chars"] == 52
+    # Reference: score each prediction with the same context evaluate_ids gives it.
+    loss = torch.nn.functional.cross_entropy
+    x = torch.tensor(ids)
+    total = loss(model(x[None, :8])[0][0], x[1:9], reduction="sum").item()
+    start = 4
+    scored = 8
+    while scored < 52:
+        start = min(start, 52 - 8)
+        logits = model(x[None, start:start + 8])[0][0]
+        first = scored - start
+        total += loss(logits[first:], x[start + 1 + first:start + 9], reduction="sum").item()
+        scored, start = start + 8, start + 4
+    assert result["nats_per_char"] == pytest.approx(total / 52, rel=1e-5)
+    assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / math.log(2))
+    assert result["perplexity"] == pytest.approx(math.exp(result["nats_per_char"]))
+
+
+def test_evaluate_a_file_matches_evaluating_its_ids(tiny_run, tmp_path):
+    model, tok, _ = load(tiny_run, "cpu")
+    path = tmp_path / "held.txt"
+    path.write_text("Once upon a time, Mia had a cake.\n<|endoftext|>\nTom had a boat.\n")
+    result = evaluate(model, tok, str(path))
+    ids = [0] + tok.encode("Once upon a time, Mia had a cake.") + [0] + tok.encode("Tom had a boat.")
+    assert result["nats_per_char"] == pytest.approx(evaluate_ids(model, ids)["nats_per_char"])
+    assert result["chars"] == len(ids) - 1 and result["skipped_chars"] == 0
+
+
+def test_toml_config_flat_and_sectioned(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('n_layers = 3\nlearning_rate = 0.002\n[train]\nbatch_size = 4\n')
+    sections = load_toml(path)
+    assert sections["model"] == {"n_layers": 3}
+    assert sections["train"] == {"learning_rate": 0.002, "batch_size": 4}
+    path.write_text("n_layerz = 3\n")
+    with pytest.raises(UserError, match="unknown key 'n_layerz'"):
+        load_toml(path)
+    path.write_text("n_layers = [\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_toml(path)
