@@ -167,3 +167,22 @@ def test_offline_falls_back_to_bundled_corpus_quickly(monkeypatch):
 def test_offline_environment_variable_is_honoured(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_reachable() is False
+
+
+def test_hub_source_streams_rows_and_stops_at_the_default_cap(monkeypatch, tmp_path):
+    """With the hub reachable, rows come from datasets.load_dataset(streaming=True); only the first
+    1,000,000 characters are read by default (the generator below never ends)."""
+    import itertools
+    import types
+    calls = {}
+
+    def load_dataset(name, split, streaming):
+        calls.update(name=name, split=split, streaming=streaming)
+        return ({"text": f"Story {i}: a cat sat on a mat. " * 5} for i in itertools.count())
+
+    monkeypatch.setitem(__import__("sys").modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(sources, "hub_reachable", lambda timeout=2.0: True)
+    splits = prepare_data(TrainConfig(data=["tinystories"]), tmp_path / "data", log=lambda *a: None)
+    assert calls == {"name": "roneneldan/TinyStories", "split": "train", "streaming": True}
+    chars = int((np.asarray(splits.train) != 0).sum() + (np.asarray(splits.val) != 0).sum())
+    assert chars == 1_000_000

@@ -207,6 +207,9 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
         f"device {device}{f' ({threads} threads)' if threads else ''} | run {out_dir}")
     if resume:
         log(f"resuming at step {step}")
+        if budget.done(step, elapsed):
+            log("the run has already used its budget: pass a larger --max-steps, --epochs or "
+                "--max-time to train further")
 
     stop = {"signal": None}
     handlers = _install_stop_handlers(stop)
