@@ -89,6 +89,7 @@ def bad_inputs(tmp_path, tiny_run):
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02\xff")
     (tmp_path / "bad.jsonl").write_text("{oops\n")
     (tmp_path / "bad.toml").write_text("n_layers = \n")
+    (tmp_path / "types.toml").write_text("[train]\nlearning_rate = \"high\"\n")
     (tmp_path / "model.pt").write_bytes(b"\x80\x04pickle")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_run, broken)
@@ -115,6 +116,8 @@ BAD = [
     (["train", "--max-time", "soon", "--out", "{d}/new"], "cannot read duration"),
     (["train", "--device", "tpu", "--out", "{d}/new"], "device must be"),
     (["train", "--resume", "{d}/nope"], "does not exist"),
+    (["train", "--resume", "{d}/run", "--n-layers", "8"], "n_layers cannot change"),
+    (["train", "--config", "{d}/types.toml", "--out", "{d}/new"], "must be of type float"),
     (["train", "--n-layers", "two"], "invalid int value"),
     (["generate", "--checkpoint", "{d}/run", "--top-p", "0"], "top_p must be in"),
     (["generate", "--checkpoint", "{d}/run", "--top-p", "1.2"], "top_p must be in"),

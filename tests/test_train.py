@@ -10,7 +10,7 @@ import torch
 from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
 from minigpt.config import load_toml, parse_duration
 from minigpt.evaluate import evaluate_ids
-from minigpt.train import Budget, learning_rate
+from minigpt.train import DEFAULT_STEPS, Budget, learning_rate
 
 QUIET = dict(log=lambda *a: None)
 
@@ -91,7 +91,8 @@ def test_diverging_loss_stops_with_a_clear_error(tmp_path, story_file):
 
 def test_budget_epochs_steps_and_time():
     base = TrainConfig(batch_size=10, max_steps=None)
-    assert Budget(base, 10_000, 10).max_steps == 100  # default: one epoch
+    assert Budget(base, 10_000, 10).max_steps == DEFAULT_STEPS  # nothing asked
+    assert Budget(TrainConfig(batch_size=10, epochs=1), 10_000, 10).max_steps == 100
     assert Budget(TrainConfig(batch_size=10, epochs=2.5), 10_000, 10).max_steps == 250
     assert Budget(TrainConfig(batch_size=10, epochs=2, max_steps=30), 10_000, 10).max_steps == 30
     timed = Budget(TrainConfig(max_time="2m"), 10_000, 10)
@@ -156,3 +157,23 @@ def test_toml_config_flat_and_sectioned(tmp_path):
     path.write_text("n_layers = [\n")
     with pytest.raises(UserError, match="not valid TOML"):
         load_toml(path)
+
+
+def test_config_values_of_the_wrong_type_are_refused(tmp_path):
+    from minigpt.config import from_dict
+    with pytest.raises(UserError, match="learning_rate must be of type float"):
+        from_dict(TrainConfig, {"learning_rate": "fast"}, "train")
+    with pytest.raises(UserError, match="n_layers must be of type int"):
+        from_dict(ModelConfig, {"n_layers": 2.5}, "model")
+    assert from_dict(TrainConfig, {"learning_rate": 1, "max_time": None}, "train").learning_rate == 1
+
+
+def test_shipped_config_files_are_valid():
+    from pathlib import Path
+    from minigpt.config import from_dict
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert files
+    for path in files:
+        sections = load_toml(path)
+        from_dict(ModelConfig, sections["model"], "model").validate()
+        from_dict(TrainConfig, sections["train"], "train").validate()

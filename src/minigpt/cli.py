@@ -106,7 +106,7 @@ def cmd_train(args) -> int:
     from pathlib import Path
 
     from .config import ModelConfig, TrainConfig, load_toml, merged
-    from .train import saved_train_config, train
+    from .train import RESUMABLE, saved_train_config, train
 
     sections = load_toml(args.config) if args.config else {"model": {}, "train": {}}
     options = vars(args)
@@ -120,6 +120,11 @@ def cmd_train(args) -> int:
     if args.resume:
         # Start from the run's own settings; a new budget (any of epochs, max_steps, max_time)
         # replaces the whole saved budget, so `--resume RUN --max-steps 5000` means "go to 5000".
+        fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE
+                       and (k in model_keys or k in train_keys or k in ("config", "out")))
+        if fixed:
+            raise UserError(f"--resume continues a run as it was saved; {', '.join(fixed)} cannot "
+                            f"change (only {', '.join(RESUMABLE)} can)")
         saved = saved_train_config(args.resume)
         budget = ("epochs", "max_steps", "max_time")
         if any(overrides.get(k) is not None for k in budget):
@@ -140,11 +145,11 @@ def _resolve_checkpoint(path):
 
 
 def cmd_generate(args) -> int:
-    from .config import SampleConfig
-    from .device import pick_device
     from .checkpoint import load_model
-    from .generate import make_generator, stream
+    from .config import SampleConfig
     from .data import normalise_characters
+    from .device import pick_device
+    from .generate import make_generator, stream
 
     cfg = SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed,

@@ -30,6 +30,9 @@ from .generate import generate_ids, make_generator
 from .model import MiniGPT
 from .tokenizer import load_tokenizer
 
+# With no budget given: a few minutes on a laptop CPU, enough for words and simple sentences.
+DEFAULT_STEPS = 2000
+
 # Budget options that may change when a run is resumed; everything else comes from the run.
 RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
              "device", "threads")
@@ -61,15 +64,15 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
 
 
 class Budget:
-    """When to stop: after max_steps, after `epochs` passes over the data, or after max_time."""
+    """When to stop: after max_steps, after `epochs` passes over the data, or after max_time;
+    with several, whichever comes first; with none, after DEFAULT_STEPS steps."""
 
     def __init__(self, cfg: TrainConfig, train_tokens: int, block_size: int):
         self.steps_per_epoch = max(1, train_tokens // (cfg.batch_size * block_size))
-        epochs = cfg.epochs
-        if epochs is None and cfg.max_steps is None and cfg.max_time is None:
-            epochs = 1.0  # nothing asked: one pass over the training characters
-        limits = [math.ceil(epochs * self.steps_per_epoch)] if epochs else []
+        limits = [math.ceil(cfg.epochs * self.steps_per_epoch)] if cfg.epochs else []
         limits += [cfg.max_steps] if cfg.max_steps else []
+        if not limits and cfg.max_time is None:
+            limits = [DEFAULT_STEPS]  # nothing asked: a fixed step count keeps --seed reproducible
         self.max_steps = min(limits) if limits else None
         self.max_time = parse_duration(cfg.max_time) if cfg.max_time else None
 
