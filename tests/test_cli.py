@@ -142,3 +142,24 @@ def test_bad_input_one_line_exit_2_nothing_changed(bad_inputs, story_file, args,
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert _digest(bad_inputs) == before
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_saves_a_checkpoint_and_exits_cleanly(tmp_path, story_file, sig):
+    import signal
+    import time
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt", "train", "--data", story_file, "--out",
+                             str(out), "--max-steps", "100000", *TINY], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait for the first checkpoint (step 20): training is under way
+    proc.send_signal(getattr(signal, sig))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"stopped at step" in stdout and sig in stdout and "Traceback" not in stderr
+    step = json.loads((out / "state.json").read_text())["step"]
+    assert 20 <= step < 100000
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == step

@@ -65,7 +65,7 @@ class TrainConfig:
     max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
     batch_size: int = 16  # windows per step; on a CPU 16 x 128 trains ~1.5-2x more chars/s than 32
-    learning_rate: float = 2e-3  # peak LR; beat 1e-3 and 3e-3 in 75 s CPU runs (README)
+    learning_rate: float = 2e-3  # peak LR; 2e-3..3e-3 beat 1e-3 in short CPU runs (bench/)
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
     warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
     weight_decay: float = 0.1  # applied to matrices only, never to biases, norms or embeddings
