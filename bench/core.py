@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from minigpt.checkpoint import latest_state  # noqa: E402
 from minigpt import ModelConfig, SampleConfig, TrainConfig, evaluate, load, train  # noqa: E402
 from minigpt.generate import generate_ids, make_generator  # noqa: E402
 
@@ -76,8 +77,7 @@ def main() -> None:
           f"budget={args.time}")
     with tempfile.TemporaryDirectory() as tmp:
         run = train(model_cfg, train_cfg, Path(tmp) / "run", log=lambda *a: None)
-        import json
-        state = json.loads((run / "state.json").read_text())
+        state = latest_state(run)
         chars = state["step"] * train_cfg.batch_size * model_cfg.block_size
         model, tokenizer, _ = load(run, device="cpu")
         params = model.num_parameters()

@@ -7,7 +7,6 @@ short CPU budget for each setting, run one after another in one process, same da
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from core import HELD_OUT, TRAIN, cpu_name  # noqa: E402
+from minigpt.checkpoint import latest_state  # noqa: E402
 from minigpt import ModelConfig, TrainConfig, evaluate, load, train  # noqa: E402
 
 SETTINGS = {  # name: (model overrides, training overrides)
@@ -52,7 +52,7 @@ def main() -> None:
             cfg = TrainConfig(data=[args.data], max_time=args.time, threads=args.threads,
                               eval_interval=10**9, sample_chars=0, device="cpu", **train_kw)
             run = train(ModelConfig(**model_kw), cfg, Path(tmp) / "run", log=lambda *a: None)
-            steps = json.loads((run / "state.json").read_text())["step"]
+            steps = latest_state(run)["step"]
             model, tokenizer, _ = load(run, device="cpu")
             held = evaluate(model, tokenizer, args.val_data, max_chars=args.eval_chars)
         print(f"{name:36} {model.num_parameters():>9,} {steps:>6} {held['bits_per_char']:>9.3f}",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from minigpt.checkpoint import latest_state
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--block-size", "32", "--n-embd", "32", "--num-heads", "2", "--n-layers", "1",
         "--batch-size", "8", "--eval-interval", "20", "--eval-batches", "2", "--sample-chars", "20",
@@ -39,7 +41,7 @@ def test_train_generate_eval_end_to_end(tmp_path, story_file):
     more = run("train", "--resume", str(out), "--max-steps", "60")
     assert more.returncode == 0, more.stderr
     assert "resuming at step 40" in more.stdout
-    assert json.loads((out / "state.json").read_text())["step"] == 60
+    assert latest_state(out)["step"] == 60
 
 
 def test_toml_config_with_command_line_override(tmp_path, story_file):
@@ -63,7 +65,7 @@ def test_seed_entry_points(tmp_path, story_file):
                               "--max-steps", "5", *TINY], capture_output=True, text=True, cwd=tmp_path,
                              env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
     assert trained.returncode == 0, trained.stderr
-    assert len(list((tmp_path / "runs").glob("*/state.json"))) == 1
+    assert len(list((tmp_path / "runs").glob("*/model.safetensors"))) == 1
     code = ("from generate import generate, model, encoder, decoder\n"
             "story = generate(model, 'Once upon a time', max_new_tokens=200)\n"
             "assert isinstance(story, str) and story.startswith('Once upon a time'), story\n"
@@ -154,12 +156,12 @@ def test_interrupt_saves_a_checkpoint_and_exits_cleanly(tmp_path, story_file, si
                              str(out), "--max-steps", "100000", *TINY], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
-    while not (out / "state.json").exists() and time.monotonic() < deadline:
+    while not (out / "model.safetensors").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # wait for the first checkpoint (step 20): training is under way
     proc.send_signal(getattr(signal, sig))
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert f"stopped at step" in stdout and sig in stdout and "Traceback" not in stderr
-    step = json.loads((out / "state.json").read_text())["step"]
+    step = latest_state(out)["step"]
     assert 20 <= step < 100000
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == step

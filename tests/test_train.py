@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
+from minigpt.checkpoint import latest_state
 from minigpt.config import load_toml, parse_duration
 from minigpt.evaluate import evaluate_ids
 from minigpt.train import DEFAULT_STEPS, Budget, learning_rate
@@ -31,8 +32,10 @@ def test_training_lowers_held_out_loss_and_writes_the_run(tiny_run):
     assert [l["step"] for l in lines] == [60, 120]
     assert lines[-1]["val_nats"] < lines[0]["val_nats"] < math.log(40)
     assert lines[-1]["val_bpc"] == pytest.approx(lines[-1]["val_nats"] / math.log(2))
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_state.safetensors",
-                 "state.json", "samples.txt", "data/train.bin", "data/val.bin"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "samples.txt",
+                 "data/train.bin", "data/val.bin", "checkpoints/best/model.safetensors",
+                 "checkpoints/step-00000060/train_state.safetensors",
+                 "checkpoints/step-00000120/state.json"):
         assert (tiny_run / name).exists(), name
     assert not list(tiny_run.glob("*.tmp")) and not list(tiny_run.glob(".*.tmp"))
     config = json.loads((tiny_run / "config.json").read_text())
@@ -53,13 +56,13 @@ def test_resume_equals_uninterrupted_training(tmp_path, story_file):
     straight = train(small(), cfg(story_file, max_steps=30), tmp_path / "straight", **QUIET)
     halves = train(small(), cfg(story_file, max_steps=30), tmp_path / "halves",
                    interrupt_at_step=15, **QUIET)
-    assert json.loads((halves / "state.json").read_text())["step"] == 15
+    assert latest_state(halves)["step"] == 15
     train(None, cfg(story_file, max_steps=30), halves, resume=True, **QUIET)
     a, _, _ = load(straight, "cpu")
     b, _, _ = load(halves, "cpu")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
-    assert json.loads((halves / "state.json").read_text())["step"] == 30
+    assert latest_state(halves)["step"] == 30
 
 
 def test_same_seed_same_run_different_seed_different_run(tmp_path, story_file):

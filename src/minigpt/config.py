@@ -76,6 +76,7 @@ class TrainConfig:
     max_steps: int | None = None  # optimizer steps (2000 when no budget at all is given)
     max_time: str | None = None  # wall-clock budget like "90s", "10m", "1h"
     eval_interval: int = 250  # steps between held-out evaluations, samples and checkpoints
+    keep_checkpoints: int = 3  # newest step checkpoints kept (plus the best one)
     eval_batches: int = 20  # batches averaged for each held-out estimate
     sample_chars: int = 200  # length of the sample story printed at each evaluation
     seed: int = 1337
@@ -86,6 +87,7 @@ class TrainConfig:
         _positive_int("batch_size", self.batch_size)
         _positive_int("eval_interval", self.eval_interval)
         _positive_int("eval_batches", self.eval_batches)
+        _positive_int("keep_checkpoints", self.keep_checkpoints)
         if self.max_chars is not None:
             _positive_int("max_chars", self.max_chars)
         if self.max_steps is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import signal
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (CONFIG, STATE, check_run_dir, load_train_state, load_weights, read_json,
+from .checkpoint import (CONFIG, check_run_dir, checkpoint_dirs, load_train_state, read_json,
                          save_checkpoint, save_run_config)
 from .config import ModelConfig, SampleConfig, TrainConfig, from_dict, parse_duration
 from .data import Splits, check_length, get_batch, load_splits, prepare_data
@@ -35,7 +36,7 @@ DEFAULT_STEPS = 2000
 
 # Budget options that may change when a run is resumed; everything else comes from the run.
 RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "device", "threads")
+             "keep_checkpoints", "device", "threads")
 
 
 def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -136,6 +137,44 @@ def saved_train_config(run_dir: str | Path) -> TrainConfig:
     return from_dict(TrainConfig, saved.get("train", {}), f"{run_dir}/{CONFIG} train")
 
 
+def _check_disk_space(out_dir: Path, model: MiniGPT, cfg: TrainConfig) -> None:
+    """Refuse to start when the checkpoints we will keep cannot fit on the disk."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # Each checkpoint holds the weights and AdamW's two moments; keep + best + one being written,
+    # plus the top-level weights; doubled for headroom.
+    needed = 2 * (3 * weights * (cfg.keep_checkpoints + 2) + weights)
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise UserError(f"only {free / 1e6:.1f} MB free on the disk of {out_dir}; the checkpoints "
+                        f"need about {needed / 1e6:.1f} MB: free some space or choose another --out")
+
+
+def _forget_after(out_dir: Path, step: int) -> None:
+    """Drop metrics and samples logged after `step` (they will be logged again)."""
+    metrics = out_dir / "metrics.jsonl"
+    if metrics.exists():
+        kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _step_of(line) <= step]
+        metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    samples = out_dir / "samples.txt"
+    if samples.exists():
+        kept, keeping = [], True
+        for line in samples.read_text(encoding="utf-8").splitlines(keepends=True):
+            header = re.fullmatch(r"--- step (\d+)\s*", line)
+            if header:
+                keeping = int(header.group(1)) <= step
+            if keeping:
+                kept.append(line)
+        samples.write_text("".join(kept), encoding="utf-8")
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line from a crash: drop it
+
+
 def _discard_new_run(out_dir: Path, created: bool) -> None:
     """Remove what a run that failed before its first step wrote (never an existing run: a
     directory holding config.json was refused before anything was written)."""
@@ -169,8 +208,8 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     out_dir = Path(out_dir)
     if resume:
         out_dir = check_run_dir(out_dir)
-        if not (out_dir / STATE).exists():
-            raise UserError(f"{out_dir} has no checkpoint to resume from (state.json is missing)")
+        if not checkpoint_dirs(out_dir):
+            raise UserError(f"{out_dir} has no checkpoint to resume from yet")
         model_cfg, cfg = _resume_configs(out_dir, cfg)
     model_cfg = model_cfg or ModelConfig()
     cfg = cfg or TrainConfig()
@@ -199,11 +238,12 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     batch_rng = torch.Generator().manual_seed(cfg.seed + 1)
     step, elapsed, best_val = 0, 0.0, float("inf")
     if resume:
-        load_weights(model, out_dir)
-        state, rng = load_train_state(out_dir, optimizer)
+        state, rng = load_train_state(out_dir, model, optimizer, log)
         step, elapsed, best_val = state["step"], state["elapsed_s"], state["best_val_nats"]
         torch.set_rng_state(rng["torch"])
         batch_rng.set_state(rng["batches"])
+        _forget_after(out_dir, step)  # log lines from steps the crash lost are replayed
+    _check_disk_space(out_dir, model, cfg)
     budget = Budget(cfg, len(splits.train), model_cfg.block_size)
     log(f"model: {model.num_parameters():,} parameters | vocab {model_cfg.vocab_size} | "
         f"data: {len(splits.train):,} train / {len(splits.val):,} held-out chars | "
@@ -248,7 +288,7 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
                 progress.update(step, elapsed, interval_losses[-1], speed, force=True)
                 progress.close()
                 val = estimate_loss(model, splits.val, cfg.eval_batches, cfg.batch_size, cfg.seed)
-                best_val = min(best_val, val)
+                is_best, best_val = val < best_val, min(best_val, val)
                 record = {"step": step, "train_nats": sum(interval_losses) / len(interval_losses),
                           "val_nats": val, "val_bpc": val / math.log(2), "lr": lr,
                           "chars_per_s": speed, "elapsed_s": elapsed}
@@ -256,7 +296,7 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
                 rng = {"torch": torch.get_rng_state(), "batches": batch_rng.get_state()}
                 save_checkpoint(out_dir, model, optimizer, {
                     "step": step, "elapsed_s": elapsed, "best_val_nats": best_val,
-                    "last_val_nats": val}, rng)
+                    "val_nats": val}, rng, keep=cfg.keep_checkpoints, is_best=is_best)
                 interval_losses, interval_start, interval_steps = [], time.monotonic(), 0
             if interrupted:
                 log(f"stopped at step {step} ({stop['signal'] or 'interrupt requested'}); "
