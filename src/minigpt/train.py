@@ -137,9 +137,10 @@ def saved_train_config(run_dir: str | Path) -> TrainConfig:
     return from_dict(TrainConfig, saved.get("train", {}), f"{run_dir}/{CONFIG} train")
 
 
-def _check_disk_space(out_dir: Path, model: MiniGPT, cfg: TrainConfig) -> None:
+def _check_disk_space(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
     """Refuse to start when the checkpoints we will keep cannot fit on the disk."""
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    with torch.device("meta"):  # count parameters without allocating them
+        weights = 4 * MiniGPT(model_cfg).num_parameters()
     # Each checkpoint holds the weights and AdamW's two moments; keep + best + one being written,
     # plus the top-level weights; doubled for headroom.
     needed = 2 * (3 * weights * (cfg.keep_checkpoints + 2) + weights)
@@ -219,6 +220,7 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
     if resume:
         splits = load_splits(out_dir / "data", load_tokenizer(out_dir / "tokenizer.json"))
+        _check_disk_space(out_dir, model_cfg, cfg)
     else:
         if (out_dir / CONFIG).exists():
             raise UserError(f"{out_dir} already holds a run: continue it with --resume {out_dir}, "
@@ -228,6 +230,7 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
             splits = _prepare_run(out_dir, model_cfg, cfg, log)
             check_length(splits.train, model_cfg.block_size, "training")
             check_length(splits.val, model_cfg.block_size, "held-out")
+            _check_disk_space(out_dir, model_cfg, cfg)
         except BaseException:
             _discard_new_run(out_dir, created)  # a failed start leaves nothing behind
             raise
@@ -243,7 +246,6 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
         torch.set_rng_state(rng["torch"])
         batch_rng.set_state(rng["batches"])
         _forget_after(out_dir, step)  # log lines from steps the crash lost are replayed
-    _check_disk_space(out_dir, model, cfg)
     budget = Budget(cfg, len(splits.train), model_cfg.block_size)
     log(f"model: {model.num_parameters():,} parameters | vocab {model_cfg.vocab_size} | "
         f"data: {len(splits.train):,} train / {len(splits.val):,} held-out chars | "
