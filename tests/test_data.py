@@ -81,7 +81,7 @@ def test_directory_reads_all_files_in_order(tmp_path):
 
 def test_large_txt_streams_across_chunks(tmp_path):
     stories = make_stories(50)
-    path = write_txt(tmp_path / "s.txt", stories)
+    write_txt(tmp_path / "s.txt", stories)
     got = list(sources._txt_stories(tmp_path / "s.txt", chunk_chars=150))  # shorter than 2 stories
     assert [s.strip() for s in got] == stories
 

@@ -1,11 +1,9 @@
 """Nothing lost on crash, nothing unsafe loaded: checkpoints under damage, disk trouble, NaN."""
 
 import errno
-import os
 import pickle
 
 import pytest
-import torch
 
 from minigpt import ModelConfig, TrainConfig, UserError, load, train
 from minigpt import checkpoint as ckpt

@@ -52,7 +52,7 @@ def _add_train(sub) -> None:
     for name, kind in (("batch_size", int), ("learning_rate", float), ("epochs", float),
                        ("max_steps", int), ("warmup_steps", int), ("weight_decay", float),
                        ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
-                       ("sample_chars", int), ("seed", int), ("threads", int)):
+                       ("sample_chars", int), ("keep_checkpoints", int), ("seed", int), ("threads", int)):
         g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(trainer, name)}")
     g.add_argument("--max-time", "--max_time", dest="max_time", help="wall-clock budget: 90s, 10m, 1h")
     g.add_argument("--device", help="auto | cpu | cuda | mps (default auto)")

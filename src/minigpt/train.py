@@ -209,8 +209,6 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     out_dir = Path(out_dir)
     if resume:
         out_dir = check_run_dir(out_dir)
-        if not checkpoint_dirs(out_dir):
-            raise UserError(f"{out_dir} has no checkpoint to resume from yet")
         model_cfg, cfg = _resume_configs(out_dir, cfg)
     model_cfg = model_cfg or ModelConfig()
     cfg = cfg or TrainConfig()
@@ -240,7 +238,12 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     optimizer = make_optimizer(model, cfg)
     batch_rng = torch.Generator().manual_seed(cfg.seed + 1)
     step, elapsed, best_val = 0, 0.0, float("inf")
-    if resume:
+    if resume and not checkpoint_dirs(out_dir):
+        # Stopped before its first checkpoint: start again from step 0 with the same seed,
+        # which is exactly what the uninterrupted run did.
+        log("no checkpoint yet: starting the run again from step 0")
+        _forget_after(out_dir, 0)
+    elif resume:
         state, rng = load_train_state(out_dir, model, optimizer, log)
         step, elapsed, best_val = state["step"], state["elapsed_s"], state["best_val_nats"]
         torch.set_rng_state(rng["torch"])
