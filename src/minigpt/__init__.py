@@ -8,6 +8,12 @@ The public API:
     model, tokenizer, config = load(run)
     print(generate(model, tokenizer, "Once upon a time", max_new_tokens=300, temperature=0.8))
     print(evaluate(model, tokenizer, "held-out.txt"))   # nats/char, bits/char, perplexity
+
+Looking inside (minigpt.introspect, pictures in minigpt.viz):
+
+    maps, chars = attention_maps(model, tokenizer, "Once upon a time")  # (layers, heads, T, T)
+    rows = next_char_probabilities(model, tokenizer, "Once upon a ti")   # top next characters
+    stages = summary(model)                                              # shapes and parameters
 """
 
 __version__ = "0.1.0"
@@ -15,9 +21,11 @@ __version__ = "0.1.0"
 from .api import evaluate, generate, load  # noqa: E402
 from .config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .introspect import attention_maps, next_char_probabilities, summary  # noqa: E402
 from .model import MiniGPT  # noqa: E402
 from .tokenizer import CharTokenizer  # noqa: E402
 from .train import train  # noqa: E402
 
 __all__ = ["CharTokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
-           "evaluate", "generate", "load", "train", "__version__"]
+           "attention_maps", "evaluate", "generate", "load", "next_char_probabilities", "summary",
+           "train", "__version__"]

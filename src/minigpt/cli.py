@@ -1,4 +1,4 @@
-"""The `minigpt` command: train, generate, eval.
+"""The `minigpt` command: train, generate, eval, and the learning tools attention, plot, summary, next.
 
 Each sub-command turns its options into the config dataclasses and calls the same functions the
 Python API uses. A mistake in the input (a `UserError`) is printed as one line on stderr with exit
@@ -93,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, help="evaluate at most this many characters")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = sub.add_parser("attention", help="save a PNG grid of attention heat-maps for a prompt")
+    p.add_argument("prompt", help="the characters to look at (up to block_size)")
+    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--layer", type=int, help="only this layer (0-based)")
+    p.add_argument("--head", type=int, help="only this head (0-based)")
+    p.add_argument("--out", default="attention.png", help="PNG file to write")
+    p = sub.add_parser("plot", help="save a PNG of loss curves for one or more runs")
+    p.add_argument("runs", nargs="+", help="run directories to compare")
+    p.add_argument("--out", default="loss.png", help="PNG file to write")
+    p = sub.add_parser("summary", help="every module: output shape and parameter count")
+    p.add_argument("--checkpoint", help="a run directory; without it, a fresh model from --config "
+                   "and the model options below")
+    p.add_argument("--config", help="TOML file with a [model] table")
+    for name, kind in (("block_size", int), ("n_embd", int), ("num_heads", int), ("n_layers", int),
+                       ("ff_hidden_mult", int)):
+        p.add_argument(*_names(name), type=kind, dest=name)
+    p.add_argument("--vocab-size", type=int, default=97,
+                   help="without a checkpoint: printable ASCII + newline + end-of-story = 97")
+    p.add_argument("--batch", type=int, default=1, help="B in the example forward pass")
+    p = sub.add_parser("next", help="the likeliest next characters after a prompt, with probabilities")
+    p.add_argument("prompt", nargs="?", default="")
+    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--top", type=int, default=10, help="how many characters to list")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", "--top_k", type=int, dest="top_k")
+    p.add_argument("--top-p", "--top_p", type=float, dest="top_p")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     return parser
 
 
@@ -187,9 +214,73 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_attention(args) -> int:
+    from .checkpoint import load_model
+    from .introspect import attention_maps
+    from .viz import plot_attention
+
+    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint))
+    maps, labels = attention_maps(model, tokenizer, args.prompt)
+    print(f"saved {plot_attention(maps, labels, args.out, args.layer, args.head)} "
+          f"({maps.shape[0]} layers x {maps.shape[1]} heads, {len(labels)} characters)")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .viz import plot_loss
+
+    print(f"saved {plot_loss(args.runs, args.out)}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .checkpoint import load_model
+    from .config import ModelConfig, load_toml, merged
+    from .introspect import format_summary, summary
+    from .model import MiniGPT
+
+    if args.checkpoint:
+        model, _, _ = load_model(args.checkpoint)
+    else:
+        sections = load_toml(args.config) if args.config else {"model": {}}
+        knobs = {k: getattr(args, k) for k in ("block_size", "n_embd", "num_heads", "n_layers",
+                                               "ff_hidden_mult")}
+        cfg = merged(merged(ModelConfig(), sections["model"], "model"), knobs, "model")
+        cfg.vocab_size = args.vocab_size
+        cfg.validate()
+        model = MiniGPT(cfg)
+    if args.batch <= 0:
+        raise UserError(f"--batch must be a positive integer, got {args.batch}")
+    print(format_summary(summary(model, batch=args.batch), model))
+    return 0
+
+
+def cmd_next(args) -> int:
+    from .checkpoint import load_model
+    from .config import SampleConfig
+    from .introspect import next_char_probabilities
+
+    if args.top <= 0:
+        raise UserError(f"--top must be a positive integer, got {args.top}")
+    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint))
+    cfg = SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    rows = next_char_probabilities(model, tokenizer, args.prompt, cfg, top=args.top)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"after {args.prompt[-40:]!r}: model probability | after temperature {cfg.temperature}, "
+          f"top-k {cfg.top_k}, top-p {cfg.top_p}")
+    for row in rows:
+        bar = "#" * round(40 * row["prob"])
+        print(f"  {row['char']!r:8} {row['prob']:7.2%}  {row['sampled']:7.2%}  {bar}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval}[args.command]
+    command = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval,
+               "attention": cmd_attention, "plot": cmd_plot, "summary": cmd_summary,
+               "next": cmd_next}[args.command]
     try:
         return command(args)
     except UserError as exc:

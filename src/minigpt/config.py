@@ -77,6 +77,7 @@ class TrainConfig:
     max_time: str | None = None  # wall-clock budget like "90s", "10m", "1h"
     eval_interval: int = 250  # steps between held-out evaluations, samples and checkpoints
     keep_checkpoints: int = 3  # newest step checkpoints kept (plus the best one)
+    plot_loss: bool = True  # draw loss.png in the run directory when training ends (matplotlib)
     eval_batches: int = 20  # batches averaged for each held-out estimate
     sample_chars: int = 200  # length of the sample story printed at each evaluation
     seed: int = 1337

@@ -23,7 +23,7 @@ from .model import MiniGPT
 from .tokenizer import CharTokenizer
 
 
-def summary(total_nats: float, count: int) -> dict:
+def loss_summary(total_nats: float, count: int) -> dict:
     nats = total_nats / max(count, 1)
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
             "perplexity": math.exp(nats), "chars": count}
@@ -61,7 +61,7 @@ def evaluate_ids(model: MiniGPT, ids, batch_size: int = 32, stride: int | None =
                 total += nll[row, first:].sum().item()
                 count += length - first
     model.train(was_training)
-    return summary(total, count)
+    return loss_summary(total, count)
 
 
 def encode_for_eval(tokenizer: CharTokenizer, stories) -> tuple[list[int], int]:

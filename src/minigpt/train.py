@@ -36,7 +36,7 @@ DEFAULT_STEPS = 2000
 
 # Budget options that may change when a run is resumed; everything else comes from the run.
 RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "keep_checkpoints", "device", "threads")
+             "keep_checkpoints", "plot_loss", "device", "threads")
 
 
 def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -310,7 +310,17 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     finally:
         progress.close()
         _restore_handlers(handlers)
+    if cfg.plot_loss and (out_dir / "metrics.jsonl").exists():
+        _draw_loss(out_dir, log)
     return out_dir
+
+
+def _draw_loss(out_dir: Path, log) -> None:
+    try:
+        from .viz import plot_loss
+        log(f"loss curves: {plot_loss([out_dir], out_dir / 'loss.png')}")
+    except UserError as exc:  # matplotlib missing: the run itself is fine
+        log(f"no loss.png: {exc}")
 
 
 def _log_eval(out_dir: Path, record: dict, model: MiniGPT, splits: Splits, cfg: TrainConfig, log):
