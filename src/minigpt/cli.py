@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import UserError
@@ -49,7 +50,7 @@ def _add_train(sub) -> None:
         g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(model, name)}")
     g.add_argument("--attention", choices=["fast", "explicit"], help="default fast")
     g = p.add_argument_group("training")
-    for name, kind in (("batch_size", int), ("learning_rate", float), ("epochs", float),
+    for name, kind in (("batch_size", int), ("grad_accum", int), ("learning_rate", float), ("epochs", float),
                        ("max_steps", int), ("warmup_steps", int), ("weight_decay", float),
                        ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
                        ("sample_chars", int), ("keep_checkpoints", int), ("seed", int), ("threads", int)):
@@ -133,7 +134,8 @@ def cmd_train(args) -> int:
     from pathlib import Path
 
     from .config import ModelConfig, TrainConfig, load_toml, merged
-    from .train import RESUMABLE, saved_train_config, train
+    from .rundir import RESUMABLE, saved_train_config
+    from .train import train
 
     sections = load_toml(args.config) if args.config else {"model": {}, "train": {}}
     options = vars(args)
@@ -161,7 +163,9 @@ def cmd_train(args) -> int:
         cfg = merged(merged(TrainConfig(), sections["train"], "train"), overrides, "train")
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         run = train(model_cfg, cfg, out)
-    print(f"saved run: {run}\nwrite a story with: minigpt generate --checkpoint {run} \"Once upon a time\"")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"saved run: {run}\nwrite a story with: minigpt generate --checkpoint {run} "
+              "\"Once upon a time\"")
     return 0
 
 

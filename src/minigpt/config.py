@@ -65,6 +65,8 @@ class TrainConfig:
     max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
     batch_size: int = 16  # windows per step; on a CPU 16 x 128 trains ~1.5-2x more chars/s than 32
+    # (the global batch: under torchrun it is shared out among the processes)
+    grad_accum: int = 1  # micro-batches per process per step, summed before the optimizer step
     learning_rate: float = 2e-3  # peak LR; 2e-3..3e-3 beat 1e-3 in short CPU runs (bench/)
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
     warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
@@ -86,6 +88,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive_int("batch_size", self.batch_size)
+        _positive_int("grad_accum", self.grad_accum)
         _positive_int("eval_interval", self.eval_interval)
         _positive_int("eval_batches", self.eval_batches)
         _positive_int("keep_checkpoints", self.keep_checkpoints)

@@ -8,35 +8,35 @@ bits per character, prints a sample story, appends a line to metrics.jsonl and s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
-import shutil
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import (CONFIG, check_run_dir, checkpoint_dirs, load_train_state, read_json,
-                         save_checkpoint, save_run_config)
-from .config import ModelConfig, SampleConfig, TrainConfig, from_dict, parse_duration
-from .data import Splits, check_length, get_batch, load_splits, prepare_data
+from .checkpoint import (CONFIG, check_run_dir, checkpoint_dirs, load_train_state, save_checkpoint,
+                         tensor_digest)
+from .config import ModelConfig, SampleConfig, TrainConfig, parse_duration
+from .data import Splits, get_batch, load_splits
 from .device import pick_device, set_threads
+from .distributed import (Dist, all_agree, gather_objects, restarted_by_torchrun, setup, step_sync,
+                          teardown)
 from .errors import UserError
 from .evaluate import estimate_loss
 from .generate import generate_ids, make_generator
 from .model import MiniGPT
+from .rundir import RESUMABLE, check_disk_space, forget_after, resume_configs, start_run
 from .tokenizer import load_tokenizer
 
 # With no budget given: a few minutes on a laptop CPU, enough for words and simple sentences.
 DEFAULT_STEPS = 2000
 
-# Budget options that may change when a run is resumed; everything else comes from the run.
-RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "keep_checkpoints", "plot_loss", "device", "threads")
+__all__ = ["DEFAULT_STEPS", "RESUMABLE", "Budget", "learning_rate", "make_optimizer", "train"]
 
 
 def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -116,84 +116,7 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _prepare_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, log) -> Splits:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to run directory {out_dir}: {exc.strerror}") from None
-    splits = prepare_data(cfg, out_dir / "data", log)
-    splits.tokenizer.save(out_dir / "tokenizer.json")
-    model_cfg.vocab_size = splits.tokenizer.vocab_size
-    save_run_config(out_dir, model_cfg, dataclasses.asdict(cfg))
-    return splits
 
-
-def saved_train_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run was started with (from its config.json)."""
-    saved = read_json(check_run_dir(run_dir) / CONFIG)
-    return from_dict(TrainConfig, saved.get("train", {}), f"{run_dir}/{CONFIG} train")
-
-
-def _check_disk_space(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
-    """Refuse to start when the checkpoints we will keep cannot fit on the disk."""
-    with torch.device("meta"):  # count parameters without allocating them
-        weights = 4 * MiniGPT(model_cfg).num_parameters()
-    # Each checkpoint holds the weights and AdamW's two moments; keep + best + one being written,
-    # plus the top-level weights; doubled for headroom.
-    needed = 2 * (3 * weights * (cfg.keep_checkpoints + 2) + weights)
-    free = shutil.disk_usage(out_dir).free
-    if free < needed:
-        raise UserError(f"only {free / 1e6:.1f} MB free on the disk of {out_dir}; the checkpoints "
-                        f"need about {needed / 1e6:.1f} MB: free some space or choose another --out")
-
-
-def _forget_after(out_dir: Path, step: int) -> None:
-    """Drop metrics and samples logged after `step` (they will be logged again)."""
-    metrics = out_dir / "metrics.jsonl"
-    if metrics.exists():
-        kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
-                if line.strip() and _step_of(line) <= step]
-        metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    samples = out_dir / "samples.txt"
-    if samples.exists():
-        kept, keeping = [], True
-        for line in samples.read_text(encoding="utf-8").splitlines(keepends=True):
-            header = re.fullmatch(r"--- step (\d+)\s*", line)
-            if header:
-                keeping = int(header.group(1)) <= step
-            if keeping:
-                kept.append(line)
-        samples.write_text("".join(kept), encoding="utf-8")
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62  # a torn last line from a crash: drop it
-
-
-def _discard_new_run(out_dir: Path, created: bool) -> None:
-    """Remove what a run that failed before its first step wrote (never an existing run: a
-    directory holding config.json was refused before anything was written)."""
-    if created:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return
-    shutil.rmtree(out_dir / "data", ignore_errors=True)
-    for name in (CONFIG, "tokenizer.json"):
-        (out_dir / name).unlink(missing_ok=True)
-
-
-def _resume_configs(run_dir: Path, overrides: TrainConfig | None) -> tuple[ModelConfig, TrainConfig]:
-    saved = read_json(run_dir / CONFIG)
-    model_cfg = from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model")
-    cfg = saved_train_config(run_dir)
-    if overrides is not None:
-        cfg = dataclasses.replace(cfg, **{k: getattr(overrides, k) for k in RESUMABLE})
-    return model_cfg, cfg
 
 
 def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
@@ -204,51 +127,65 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     resume=True continues the run in `out_dir`: weights, optimizer, step, RNG and data order pick
     up exactly where the last checkpoint left off; the budget options in `cfg` (epochs,
     max_steps, max_time, ...) replace the saved ones. `interrupt_at_step` stops as if Ctrl-C had
-    been pressed after that step, which is how the tests check resume.
+    been pressed after that step, which is how the tests check resume. Under torchrun every
+    process calls this; see distributed.py.
     """
     out_dir = Path(out_dir)
+    if not resume and restarted_by_torchrun() and (out_dir / CONFIG).exists():
+        resume = True  # torchrun --max-restarts brought us back: continue, don't start over
     if resume:
         out_dir = check_run_dir(out_dir)
-        model_cfg, cfg = _resume_configs(out_dir, cfg)
+        model_cfg, cfg = resume_configs(out_dir, cfg)
     model_cfg = model_cfg or ModelConfig()
     cfg = cfg or TrainConfig()
     model_cfg.validate()
     cfg.validate()
     device = pick_device(cfg.device)
-    threads = set_threads(cfg.threads) if device.type == "cpu" else None
-    if resume:
-        splits = load_splits(out_dir / "data", load_tokenizer(out_dir / "tokenizer.json"))
-        _check_disk_space(out_dir, model_cfg, cfg)
-    else:
-        if (out_dir / CONFIG).exists():
-            raise UserError(f"{out_dir} already holds a run: continue it with --resume {out_dir}, "
-                            "or choose another --out")
-        created = not out_dir.exists()
-        try:
-            splits = _prepare_run(out_dir, model_cfg, cfg, log)
-            check_length(splits.train, model_cfg.block_size, "training")
-            check_length(splits.val, model_cfg.block_size, "held-out")
-            _check_disk_space(out_dir, model_cfg, cfg)
-        except BaseException:
-            _discard_new_run(out_dir, created)  # a failed start leaves nothing behind
-            raise
+    d = setup(device.type)
+    try:
+        return _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d)
+    finally:
+        teardown(d)
 
-    torch.manual_seed(cfg.seed)
+
+def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: Dist) -> Path:
+    if d.enabled:
+        if d.is_main:
+            log(f"distributed: {d.world_size} processes, global batch {cfg.batch_size} = "
+                f"{d.world_size} x {cfg.grad_accum} micro-batches of "
+                f"{cfg.batch_size // max(1, d.world_size * cfg.grad_accum)}")
+        else:
+            log = _quiet  # only rank 0 speaks
+        if device.type == "cuda":
+            device = torch.device("cuda", d.local_rank)
+    if cfg.batch_size % (d.world_size * cfg.grad_accum):
+        raise UserError(f"batch_size {cfg.batch_size} must be divisible by processes "
+                        f"({d.world_size}) x grad_accum ({cfg.grad_accum})")
+    threads = set_threads(cfg.threads) if device.type == "cpu" else None
+    splits = _open_data(model_cfg, cfg, out_dir, resume, log, d)
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = MiniGPT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg)
-    batch_rng = torch.Generator().manual_seed(cfg.seed + 1)
+    batch_rng = torch.Generator().manual_seed(cfg.seed + 1)  # the same windows on every rank
+    if d.enabled:
+        torch.manual_seed(cfg.seed + 7919 * d.rank)  # but different dropout masks
     step, elapsed, best_val = 0, 0.0, float("inf")
     if resume and not checkpoint_dirs(out_dir):
         # Stopped before its first checkpoint: start again from step 0 with the same seed,
         # which is exactly what the uninterrupted run did.
         log("no checkpoint yet: starting the run again from step 0")
-        _forget_after(out_dir, 0)
+        if d.is_main:
+            forget_after(out_dir, 0)
     elif resume:
         state, rng = load_train_state(out_dir, model, optimizer, log)
         step, elapsed, best_val = state["step"], state["elapsed_s"], state["best_val_nats"]
-        torch.set_rng_state(rng["torch"])
+        torch.set_rng_state(rng.get(f"torch.{d.rank}", rng.get("torch")))
         batch_rng.set_state(rng["batches"])
-        _forget_after(out_dir, step)  # log lines from steps the crash lost are replayed
+        if d.is_main:
+            forget_after(out_dir, step)  # log lines from steps the crash lost are replayed
+    # The causal mask is the only buffer and never changes: no need to broadcast it every step.
+    net = DistributedDataParallel(model, forward_sync_buffers=False) if d.enabled else model
     budget = Budget(cfg, len(splits.train), model_cfg.block_size)
     log(f"model: {model.num_parameters():,} parameters | vocab {model_cfg.vocab_size} | "
         f"data: {len(splits.train):,} train / {len(splits.val):,} held-out chars | "
@@ -261,58 +198,118 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
 
     stop = {"signal": None}
     handlers = _install_stop_handlers(stop)
-    progress = Progress(budget)
+    progress = Progress(budget) if d.is_main else None
+    micro = cfg.batch_size // (d.world_size * cfg.grad_accum)
     chars_per_step = cfg.batch_size * model_cfg.block_size
     interval_losses, interval_start, interval_steps = [], time.monotonic(), 0
-    model.train()
+    net.train()
+    mark = time.monotonic()  # training time is measured from here, eval and checkpoints excluded
     try:
         while not budget.done(step, elapsed):
-            t0 = time.monotonic()
             lr = learning_rate(cfg, step, budget.progress(step, elapsed))
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            # The global batch's windows, the same on every rank; this rank takes its share.
             x, y = get_batch(splits.train, cfg.batch_size, model_cfg.block_size, batch_rng, device)
-            _, loss, _ = model(x, y)
-            if not torch.isfinite(loss):
-                raise UserError(f"the loss became {loss.item()} at step {step + 1}: training "
+            mine = slice(d.rank * micro * cfg.grad_accum, (d.rank + 1) * micro * cfg.grad_accum)
+            x, y = x[mine], y[mine]
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for k in range(cfg.grad_accum):
+                part = slice(k * micro, (k + 1) * micro)
+                last = k == cfg.grad_accum - 1
+                with net.no_sync() if d.enabled and not last else nullcontext():
+                    _, loss, _ = net(x[part], y[part])
+                    (loss / cfg.grad_accum).backward()  # gradients add up over micro-batches
+                step_loss += loss.item() / cfg.grad_accum
+            interrupted = bool(stop["signal"]) or (interrupt_at_step is not None
+                                                   and step + 1 >= interrupt_at_step)
+            step_loss, spent, interrupted = step_sync(d, step_loss, time.monotonic() - mark, interrupted)
+            mark = time.monotonic()
+            if not math.isfinite(step_loss):
+                raise UserError(f"the loss became {step_loss} at step {step + 1}: training "
                                 f"diverged; try a lower --learning-rate (the last checkpoint in "
                                 f"{out_dir} is kept as it was)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            elapsed += time.monotonic() - t0
-            interval_losses.append(loss.item())
+            elapsed += spent
+            interval_losses.append(step_loss)
             interval_steps += 1
             speed = interval_steps * chars_per_step / max(time.monotonic() - interval_start, 1e-9)
-            progress.update(step, elapsed, interval_losses[-1], speed)
-            interrupted = stop["signal"] or (interrupt_at_step is not None and step >= interrupt_at_step)
+            if progress:
+                progress.update(step, elapsed, step_loss, speed)
             if step % cfg.eval_interval == 0 or budget.done(step, elapsed) or interrupted:
-                progress.update(step, elapsed, interval_losses[-1], speed, force=True)
-                progress.close()
-                val = estimate_loss(model, splits.val, cfg.eval_batches, cfg.batch_size, cfg.seed)
-                is_best, best_val = val < best_val, min(best_val, val)
-                record = {"step": step, "train_nats": sum(interval_losses) / len(interval_losses),
-                          "val_nats": val, "val_bpc": val / math.log(2), "lr": lr,
-                          "chars_per_s": speed, "elapsed_s": elapsed}
-                _log_eval(out_dir, record, model, splits, cfg, log)
-                rng = {"torch": torch.get_rng_state(), "batches": batch_rng.get_state()}
-                save_checkpoint(out_dir, model, optimizer, {
-                    "step": step, "elapsed_s": elapsed, "best_val_nats": best_val,
-                    "val_nats": val}, rng, keep=cfg.keep_checkpoints, is_best=is_best)
+                if progress:
+                    progress.update(step, elapsed, step_loss, speed, force=True)
+                    progress.close()
+                rngs = gather_objects(d, torch.get_rng_state())
+                digests = gather_objects(d, tensor_digest(model.state_dict()) if d.enabled else "")
+                if len(set(digests)) > 1:
+                    raise RuntimeError(f"ranks hold different weights at step {step}: {digests}")
+                if d.is_main:
+                    if d.enabled:
+                        log(f"step {step}: all {d.world_size} ranks hold identical weights")
+                    best_val = _evaluate_and_save(out_dir, model, optimizer, splits, cfg, log, rngs,
+                                                  batch_rng, step, elapsed, best_val, lr,
+                                                  sum(interval_losses) / len(interval_losses), speed)
                 interval_losses, interval_start, interval_steps = [], time.monotonic(), 0
+                mark = time.monotonic()
             if interrupted:
                 log(f"stopped at step {step} ({stop['signal'] or 'interrupt requested'}); "
                     f"checkpoint saved, continue with --resume {out_dir}")
                 break
     finally:
-        progress.close()
+        if progress:
+            progress.close()
         _restore_handlers(handlers)
-    if cfg.plot_loss and (out_dir / "metrics.jsonl").exists():
+    if d.is_main and cfg.plot_loss and (out_dir / "metrics.jsonl").exists():
         _draw_loss(out_dir, log)
+    all_agree(d, True)  # leave together: no rank tears the group down while another still works
     return out_dir
+
+
+def _quiet(*_args) -> None:
+    pass
+
+
+def _open_data(model_cfg, cfg, out_dir: Path, resume: bool, log, d: Dist) -> Splits:
+    """Rank 0 creates (or checks) the run; the others wait, then open what it wrote."""
+    if resume:
+        if d.is_main:
+            check_disk_space(out_dir, model_cfg, cfg)
+        return load_splits(out_dir / "data", load_tokenizer(out_dir / "tokenizer.json"))
+    splits, error = None, None
+    if d.is_main:
+        try:
+            splits = start_run(out_dir, model_cfg, cfg, log)
+        except BaseException as exc:
+            error = exc
+    if not all_agree(d, error is None):
+        if error is not None:
+            raise error
+        raise UserError("rank 0 could not start the run (see its message)")
+    if splits is None:
+        splits = load_splits(out_dir / "data", load_tokenizer(out_dir / "tokenizer.json"))
+        model_cfg.vocab_size = splits.tokenizer.vocab_size
+    return splits
+
+
+def _evaluate_and_save(out_dir, model, optimizer, splits, cfg, log, rngs, batch_rng, step, elapsed,
+                       best_val, lr, train_nats, speed) -> float:
+    """Held-out estimate, metrics line, sample story, checkpoint. Returns the new best loss."""
+    val = estimate_loss(model, splits.val, cfg.eval_batches, cfg.batch_size, cfg.seed)
+    is_best, best_val = val < best_val, min(best_val, val)
+    record = {"step": step, "train_nats": train_nats, "val_nats": val, "val_bpc": val / math.log(2),
+              "lr": lr, "chars_per_s": speed, "elapsed_s": elapsed}
+    _log_eval(out_dir, record, model, splits, cfg, log)
+    rng = {"torch": rngs[0].clone(), "batches": batch_rng.get_state()}
+    rng.update({f"torch.{rank}": state for rank, state in enumerate(rngs)} if len(rngs) > 1 else {})
+    save_checkpoint(out_dir, model, optimizer, {
+        "step": step, "elapsed_s": elapsed, "best_val_nats": best_val, "val_nats": val,
+        "world_size": len(rngs)}, rng, keep=cfg.keep_checkpoints, is_best=is_best)
+    return best_val
 
 
 def _draw_loss(out_dir: Path, log) -> None:
