@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, help="evaluate at most this many characters")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = sub.add_parser("serve", help="a local web page and HTTP API for writing stories")
+    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it on this computer")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-concurrent", type=int, default=2, help="stories written at once")
     p = sub.add_parser("attention", help="save a PNG grid of attention heat-maps for a prompt")
     p.add_argument("prompt", help="the characters to look at (up to block_size)")
     p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
@@ -218,6 +223,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    if args.max_concurrent <= 0 or not 0 < args.port < 65536:
+        raise UserError("--max-concurrent must be positive and --port between 1 and 65535")
+    serve(_resolve_checkpoint(args.checkpoint), args.host, args.port, args.max_concurrent)
+    return 0
+
+
 def cmd_attention(args) -> int:
     from .checkpoint import load_model
     from .introspect import attention_maps
@@ -283,7 +297,7 @@ def cmd_next(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval,
-               "attention": cmd_attention, "plot": cmd_plot, "summary": cmd_summary,
+               "serve": cmd_serve, "attention": cmd_attention, "plot": cmd_plot, "summary": cmd_summary,
                "next": cmd_next}[args.command]
     try:
         return command(args)

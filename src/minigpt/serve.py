@@ -1,0 +1,197 @@
+"""A local web page and HTTP API for story generation (FastAPI + uvicorn).
+
+    minigpt serve --checkpoint runs/first            # then open http://127.0.0.1:8000
+
+Endpoints: GET / (the page), GET /healthz, GET /api/model (facts about the model),
+POST /api/generate (JSON in, JSON out), GET /api/stream (the story as Server-Sent Events, one
+event per character), and the framework's OpenAPI docs at /docs.
+
+Generation runs in worker threads, never on the event loop, so a long story does not hold up other
+requests. At most `max_concurrent` generations run at once; a request waits up to `queue_seconds`
+for a free slot and is then answered 503 "busy". A streaming client that goes away stops its
+generation at the next character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from importlib import resources
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from .checkpoint import checkpoint_dirs, latest_state, load_model
+from .config import SampleConfig
+from .data import normalise_characters
+from .errors import UserError
+from .generate import make_generator, stream
+
+MAX_PROMPT_CHARS = 1000
+MAX_NEW_CHARS = 2000
+
+
+class GenerateRequest(BaseModel):
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="how the story begins")
+    max_new_chars: int = Field(500, ge=1, le=MAX_NEW_CHARS)
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 = greedy")
+    top_k: int | None = Field(None, ge=1, description="keep the k likeliest characters")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="nucleus sampling")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+    def sample_config(self) -> SampleConfig:
+        return SampleConfig(max_new_tokens=self.max_new_chars, temperature=self.temperature,
+                            top_k=self.top_k, top_p=self.top_p, seed=self.seed)
+
+
+class Busy(Exception):
+    pass
+
+
+def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: float = 10.0) -> FastAPI:
+    """Load the model once and build the app around it."""
+    run_dir = Path(run_dir)
+    model, tokenizer, config = load_model(run_dir)
+    facts = _facts(run_dir, model, config)
+    slots = threading.BoundedSemaphore(max_concurrent)
+    app = FastAPI(title="MiniGPT stories", version=str(config.get("minigpt_version", "")),
+                  description="Generate children's stories with a character-level GPT.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", []) if p not in ("body", "query"))
+        return JSONResponse({"error": f"{where}: {first.get('msg')}"}, status_code=422)
+
+    @app.exception_handler(UserError)
+    async def bad_request(_request, exc: UserError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Busy)
+    async def busy(_request, _exc: Busy):
+        return JSONResponse({"error": f"busy: {max_concurrent} stories are being written; "
+                             "try again in a moment"}, status_code=503)
+
+    def check_prompt(req: GenerateRequest) -> None:
+        tokenizer.encode(normalise_characters(req.prompt))  # UserError names unknown characters
+
+    async def take_slot() -> None:
+        if not await run_in_threadpool(slots.acquire, True, queue_seconds):
+            raise Busy()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return (resources.files("minigpt") / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model_facts():
+        return facts
+
+    @app.post("/api/generate")
+    async def generate(req: GenerateRequest):
+        check_prompt(req)
+        await take_slot()
+        try:
+            pieces = await run_in_threadpool(_write, model, tokenizer, req, None)
+        finally:
+            slots.release()
+        text = "".join(pieces)
+        return {"prompt": normalise_characters(req.prompt), "text": text, "chars": len(text),
+                "finished": "length" if len(text) >= req.max_new_chars else "end of story"}
+
+    @app.get("/api/stream")
+    async def stream_story(request: Request, prompt: str = "", max_new_chars: int = 500,
+                           temperature: float = 0.8, top_k: int | None = None,
+                           top_p: float | None = None, seed: int | None = None):
+        try:
+            req = GenerateRequest(prompt=prompt, max_new_chars=max_new_chars, temperature=temperature,
+                                  top_k=top_k, top_p=top_p, seed=seed)
+        except ValueError as exc:  # pydantic's ValidationError: same answer as the JSON endpoint
+            raise RequestValidationError(exc.errors()) from None
+        check_prompt(req)
+        await take_slot()
+        return StreamingResponse(_events(request, req), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def _events(request: Request, req: GenerateRequest):
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+
+        def produce():
+            try:
+                _write(model, tokenizer, req, cancel, lambda piece: loop.call_soon_threadsafe(
+                    queue.put_nowait, piece))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+                slots.release()
+
+        threading.Thread(target=produce, daemon=True).start()
+        try:
+            while True:
+                piece = await queue.get()
+                if piece is None:
+                    yield "event: done\ndata: {}\n\n"
+                    return
+                yield f"data: {json.dumps({'text': piece})}\n\n"
+                if await request.is_disconnected():
+                    return
+        finally:
+            cancel.set()  # the client left (or we are done): stop writing
+
+    return app
+
+
+def _write(model, tokenizer, req: GenerateRequest, cancel: threading.Event | None, emit=None) -> list[str]:
+    """Generate in the calling (worker) thread; stop early when `cancel` is set."""
+    cfg = req.sample_config()
+    cfg.validate()
+    generator = make_generator(cfg.seed)
+    pieces = []
+    with torch.inference_mode():
+        for piece in stream(model, tokenizer, req.prompt, cfg, generator):
+            if cancel is not None and cancel.is_set():
+                break
+            pieces.append(piece)
+            if emit:
+                emit(piece)
+    return pieces
+
+
+def _facts(run_dir: Path, model, config: dict) -> dict:
+    facts = {"run": run_dir.name, "parameters": model.num_parameters(),
+             "vocab_size": model.config.vocab_size, "block_size": model.config.block_size,
+             "n_layers": model.config.n_layers, "n_embd": model.config.n_embd,
+             "num_heads": model.config.num_heads, "step": None, "held_out_bits_per_char": None,
+             "train_bits_per_char": None}
+    if checkpoint_dirs(run_dir):
+        state = latest_state(run_dir)
+        facts["step"] = state.get("step")
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if lines:
+            last = json.loads(lines[-1])
+            facts["held_out_bits_per_char"] = round(last["val_bpc"], 4)
+            facts["train_bits_per_char"] = round(last["train_nats"] / 0.6931471805599453, 4)
+    return facts
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_concurrent: int = 2) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError("serving needs fastapi and uvicorn: pip install fastapi uvicorn") from None
+    app = create_app(run_dir, max_concurrent=max_concurrent)
+    print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
