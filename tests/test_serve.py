@@ -134,6 +134,11 @@ def test_real_browser_types_a_prompt_and_sees_the_story_stream(tiny_run, tmp_pat
                                    timeout=60_000)
             story = page.text_content("#story")
             status = page.text_content("#status")
+            page.click("#show-next")
+            page.wait_for_selector("#next-table td")
+            next_rows = page.locator("#next-table tr").count()
+            page.click("#show-attention")
+            page.wait_for_function("document.getElementById('attention').naturalWidth > 0")
             page.screenshot(path=str(artifacts / "browser.png"), full_page=True)
             browser.close()
     finally:
@@ -143,3 +148,20 @@ def test_real_browser_types_a_prompt_and_sees_the_story_stream(tiny_run, tmp_pat
     count = int(status.split()[1])
     assert count == len(story) - len("Lily had a")
     assert (artifacts / "browser.png").stat().st_size > 10_000
+    assert next_rows == 9  # a header and the 8 likeliest characters
+
+
+def test_next_character_and_attention_endpoints(client):
+    from io import BytesIO
+
+    from matplotlib.image import imread
+
+    data = client.get("/api/next", params={"prompt": "Once upon a ti", "top": 5, "temperature": 0.5}).json()
+    assert len(data["rows"]) == 5 and sum(r["prob"] for r in data["rows"]) <= 1.0 + 1e-6
+    assert data["rows"][0]["sampled"] >= data["rows"][0]["prob"]  # colder: the top gets likelier
+    png = client.get("/api/attention.png", params={"prompt": "Tom had a kite"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert imread(BytesIO(png.content)).shape[2] in (3, 4)
+    assert client.get("/api/attention.png", params={"prompt": "Tom", "layer": 9}).status_code == 400
+    assert client.get("/api/next", params={"top_p": 2}).status_code == 422
+    assert client.get("/api/next", params={"prompt": "#"}).status_code == 400

@@ -4,7 +4,8 @@
 
 Endpoints: GET / (the page), GET /healthz, GET /api/model (facts about the model),
 POST /api/generate (JSON in, JSON out), GET /api/stream (the story as Server-Sent Events, one
-event per character), and the framework's OpenAPI docs at /docs.
+event per character), GET /api/next (next-character odds), GET /api/attention.png (attention
+heat-maps), and the framework's OpenAPI docs at /docs.
 
 Generation runs in worker threads, never on the event loop, so a long story does not hold up other
 requests. At most `max_concurrent` generations run at once; a request waits up to `queue_seconds`
@@ -21,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -109,6 +110,25 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
         return {"prompt": normalise_characters(req.prompt), "text": text, "chars": len(text),
                 "finished": "length" if len(text) >= req.max_new_chars else "end of story"}
 
+    @app.get("/api/next")
+    async def next_chars(prompt: str = Query("", max_length=MAX_PROMPT_CHARS),
+                         temperature: float = Query(1.0, ge=0.0, le=5.0),
+                         top_k: int | None = Query(None, ge=1), top_p: float | None = Query(None, gt=0, le=1),
+                         top: int = Query(10, ge=1, le=100)):
+        """The likeliest next characters: the model's probability and what sampling draws from."""
+        from .introspect import next_char_probabilities
+
+        cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        rows = await run_in_threadpool(next_char_probabilities, model, tokenizer, prompt, cfg, top)
+        return {"prompt": normalise_characters(prompt), "rows": rows}
+
+    @app.get("/api/attention.png", response_class=Response)
+    async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
+                            layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
+        """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
+        png = await run_in_threadpool(_attention_png, model, tokenizer, prompt, layer, head)
+        return Response(png, media_type="image/png")
+
     @app.get("/api/stream")
     async def stream_story(request: Request, prompt: str = "", max_new_chars: int = 500,
                            temperature: float = 0.8, top_k: int | None = None,
@@ -166,6 +186,22 @@ def _write(model, tokenizer, req: GenerateRequest, cancel: threading.Event | Non
             if emit:
                 emit(piece)
     return pieces
+
+
+def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
+    import tempfile
+
+    from .introspect import attention_maps
+    from .viz import plot_attention
+
+    with _model_lock:  # attention_maps switches the model's attention path for a moment
+        maps, labels = attention_maps(model, tokenizer, prompt)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_attention(maps, labels, Path(tmp) / "attention.png", layer, head)
+        return path.read_bytes()
+
+
+_model_lock = threading.Lock()
 
 
 def _facts(run_dir: Path, model, config: dict) -> dict:
