@@ -165,3 +165,29 @@ def test_next_character_and_attention_endpoints(client):
     assert client.get("/api/attention.png", params={"prompt": "Tom", "layer": 9}).status_code == 400
     assert client.get("/api/next", params={"top_p": 2}).status_code == 422
     assert client.get("/api/next", params={"prompt": "#"}).status_code == 400
+
+
+def test_client_disconnect_stops_the_generation(tiny_run, monkeypatch):
+    import minigpt.serve as serve_module
+
+    produced = []
+
+    def endless(model, tokenizer, prompt, cfg, generator):  # a story that would never end
+        while True:
+            time.sleep(0.01)
+            produced.append("a")
+            yield "a"
+
+    monkeypatch.setattr(serve_module, "stream", endless)
+    client = TestClient(create_app(tiny_run, max_concurrent=1, queue_seconds=3))
+    with client.stream("GET", "/api/stream", params={"max_new_chars": 2000}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                break  # the first character arrived: now the client goes away
+    time.sleep(0.5)
+    count = len(produced)
+    time.sleep(0.5)
+    assert len(produced) - count <= 1  # the writer stopped
+    assert len(produced) < 2000
+    monkeypatch.setattr(serve_module, "stream", lambda *a: iter("ok"))
+    assert client.post("/api/generate", json={"max_new_chars": 2}).status_code == 200  # slot freed

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from .checkpoint import checkpoint_dirs, latest_state, load_model
@@ -140,21 +141,34 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
             raise RequestValidationError(exc.errors()) from None
         check_prompt(req)
         await take_slot()
-        return StreamingResponse(_events(request, req), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        started = threading.Event()
 
-    async def _events(request: Request, req: GenerateRequest):
+        async def release_if_never_started():  # the client left before the first byte
+            if not started.is_set():
+                slots.release()
+
+        return StreamingResponse(_events(request, req, started), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"},
+                                 background=BackgroundTask(release_if_never_started))
+
+    async def _events(request: Request, req: GenerateRequest, started: threading.Event):
+        started.set()  # from here on, the writer thread owns the slot and releases it
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
 
+        def send(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the response's event loop is gone: the client left
+                cancel.set()
+
         def produce():
             try:
-                _write(model, tokenizer, req, cancel, lambda piece: loop.call_soon_threadsafe(
-                    queue.put_nowait, piece))
+                _write(model, tokenizer, req, cancel, send)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-                slots.release()
+                slots.release()  # first: a free slot matters more than the last message
+                send(None)
 
         threading.Thread(target=produce, daemon=True).start()
         try:
