@@ -10,7 +10,7 @@ heat-maps), and the framework's OpenAPI docs at /docs.
 Generation runs in worker threads, never on the event loop, so a long story does not hold up other
 requests. At most `max_concurrent` generations run at once; a request waits up to `queue_seconds`
 for a free slot and is then answered 503 "busy". A streaming client that goes away stops its
-generation at the next character.
+generation at the next character. The next-character and attention views share the same cap.
 """
 
 from __future__ import annotations
@@ -87,6 +87,14 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
         if not await run_in_threadpool(slots.acquire, True, queue_seconds):
             raise Busy()
 
+    async def capped(function, *args):
+        """Run model work in a worker thread, within the cap on concurrent work."""
+        await take_slot()
+        try:
+            return await run_in_threadpool(function, *args)
+        finally:
+            slots.release()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
         return (resources.files("minigpt") / "static" / "index.html").read_text(encoding="utf-8")
@@ -102,11 +110,7 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
         check_prompt(req)
-        await take_slot()
-        try:
-            pieces = await run_in_threadpool(_write, model, tokenizer, req, None)
-        finally:
-            slots.release()
+        pieces = await capped(_write, model, tokenizer, req, None)
         text = "".join(pieces)
         return {"prompt": normalise_characters(req.prompt), "text": text, "chars": len(text),
                 "finished": "length" if len(text) >= req.max_new_chars else "end of story"}
@@ -120,14 +124,14 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
         from .introspect import next_char_probabilities
 
         cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
-        rows = await run_in_threadpool(next_char_probabilities, model, tokenizer, prompt, cfg, top)
+        rows = await capped(next_char_probabilities, model, tokenizer, prompt, cfg, top)
         return {"prompt": normalise_characters(prompt), "rows": rows}
 
     @app.get("/api/attention.png", response_class=Response)
     async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
                             layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
         """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
-        png = await run_in_threadpool(_attention_png, model, tokenizer, prompt, layer, head)
+        png = await capped(_attention_png, model, tokenizer, prompt, layer, head)
         return Response(png, media_type="image/png")
 
     @app.get("/api/stream")
