@@ -8,6 +8,7 @@ bits per character, prints a sample story, appends a line to metrics.jsonl and s
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import signal
@@ -145,6 +146,10 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     try:
         return _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d)
     finally:
+        if d.enabled:
+            # DDP's reducer must be gone before its process group: collected later (at exit),
+            # it can abort the process ("terminate called without an active exception").
+            gc.collect()
         teardown(d)
 
 
