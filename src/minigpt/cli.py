@@ -36,6 +36,10 @@ def _add_train(sub) -> None:
     from .config import ModelConfig, TrainConfig
 
     model, trainer = ModelConfig(), TrainConfig()
+    from .config import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe under --config and "
+                   "the options: " + "; ".join(f"{k}: {v['about']}" for k, v in PRESETS.items()))
     p.add_argument("--config", help="TOML file with [model] and [train] tables (or flat keys)")
     p.add_argument("--data", action="append", help="tinystories | bundled | file | directory; "
                    "repeat or separate with commas for several (default: tinystories)")
@@ -57,6 +61,8 @@ def _add_train(sub) -> None:
         g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(trainer, name)}")
     g.add_argument("--max-time", "--max_time", dest="max_time", help="wall-clock budget: 90s, 10m, 1h")
     g.add_argument("--device", help="auto | cpu | cuda | mps (default auto)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="bf16 autocast where the hardware has bf16 units (default auto)")
 
 
 def _add_sampling(p) -> None:
@@ -138,15 +144,17 @@ def cmd_train(args) -> int:
     import time
     from pathlib import Path
 
-    from .config import ModelConfig, TrainConfig, load_toml, merged
+    from .config import ModelConfig, TrainConfig, load_toml, merged, preset_sections
     from .rundir import RESUMABLE, saved_train_config
     from .train import train
 
+    preset = preset_sections(args.preset)
     sections = load_toml(args.config) if args.config else {"model": {}, "train": {}}
     options = vars(args)
     model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_cfg = merged(merged(ModelConfig(), sections["model"], "model"),
+    base_model = merged(ModelConfig(), preset["model"], "model")
+    model_cfg = merged(merged(base_model, sections["model"], "model"),
                        {k: v for k, v in options.items() if k in model_keys}, "model")
     overrides = {k: v for k, v in options.items() if k in train_keys and k not in ("data", "val_data")}
     overrides["data"] = _split_specs(args.data) or None
@@ -155,7 +163,7 @@ def cmd_train(args) -> int:
         # Start from the run's own settings; a new budget (any of epochs, max_steps, max_time)
         # replaces the whole saved budget, so `--resume RUN --max-steps 5000` means "go to 5000".
         fixed = sorted(k for k, v in options.items() if v is not None and k not in RESUMABLE
-                       and (k in model_keys or k in train_keys or k in ("config", "out")))
+                       and (k in model_keys or k in train_keys or k in ("config", "out", "preset")))
         if fixed:
             raise UserError(f"--resume continues a run as it was saved; {', '.join(fixed)} cannot "
                             f"change (only {', '.join(RESUMABLE)} can)")
@@ -165,7 +173,8 @@ def cmd_train(args) -> int:
             saved = dataclasses.replace(saved, **{k: None for k in budget})
         run = train(None, merged(saved, overrides, "train"), args.resume, resume=True)
     else:
-        cfg = merged(merged(TrainConfig(), sections["train"], "train"), overrides, "train")
+        base = merged(TrainConfig(), preset["train"], "train")
+        cfg = merged(merged(base, sections["train"], "train"), overrides, "train")
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         run = train(model_cfg, cfg, out)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all

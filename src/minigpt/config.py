@@ -84,7 +84,8 @@ class TrainConfig:
     sample_chars: int = 200  # length of the sample story printed at each evaluation
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda | mps
-    threads: int | None = None  # CPU threads; default: physical cores, at most 8
+    threads: int | None = None  # CPU threads; default: one per physical core
+    precision: str = "auto"  # auto | fp32 | bf16 autocast; auto: bf16 where it is faster (precision.py)
 
     def validate(self) -> None:
         _positive_int("batch_size", self.batch_size)
@@ -114,6 +115,8 @@ class TrainConfig:
             parse_duration(self.max_time)
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not self.data:
             raise UserError("no training data given: pass --data tinystories or a file/directory")
 
@@ -142,6 +145,30 @@ class SampleConfig:
             _positive_int("top_k", self.top_k)
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+# Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
+# the lowest held-out bits/char in a fixed CPU budget (docs/performance.md has the sweep). "seed"
+# is the recipe the project started from, kept to compare against.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"about": "the best recipe we measured for a laptop CPU (the defaults)",
+                "model": {}, "train": {}},
+    "seed": {"about": "the seed's recipe: 4 x 128, block 128, batch 32, Adam 3e-4 constant, fp32",
+             "model": {"block_size": 128, "n_embd": 128, "num_heads": 4, "n_layers": 4,
+                       "ff_hidden_mult": 4, "dropout": 0.0},
+             "train": {"batch_size": 32, "learning_rate": 3e-4, "warmup_steps": 0,
+                       "min_lr_ratio": 1.0, "weight_decay": 0.0, "beta2": 0.999, "grad_clip": 0.0,
+                       "precision": "fp32"}},
+}
+
+
+def preset_sections(name: str | None) -> dict[str, dict[str, Any]]:
+    """The model and train overrides of a named preset (none for None)."""
+    if name is None:
+        return {"model": {}, "train": {}}
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return {"model": dict(PRESETS[name]["model"]), "train": dict(PRESETS[name]["train"])}
 
 
 def parse_duration(text: str) -> float:

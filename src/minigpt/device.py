@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -24,14 +27,39 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def default_threads() -> int:
-    """One thread per available core, at most 8: small matrices stop scaling beyond that, and
-    oversubscribing a busy laptop makes every step slower."""
+def physical_cores() -> int:
+    """Physical cores this process may run on: hyper-threads of one core count once.
+
+    Two threads on one core share its matrix units, so a second one adds little to training and
+    often slows it (bench/threads.py). Linux: the cores behind the CPUs in our affinity mask;
+    macOS: sysctl hw.physicalcpu; elsewhere: the logical CPU count.
+    """
     try:
-        cores = len(os.sched_getaffinity(0))
+        cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+        cpus = None
+    if cpus is not None:
+        cores = set()
+        for cpu in cpus:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+            try:
+                cores.add(siblings.read_text().strip())
+            except OSError:  # no topology information (some containers): count logical CPUs
+                return len(cpus)
+        return max(1, len(cores))
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True,
+                                 timeout=5, check=True)
+            return max(1, int(out.stdout.strip()))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """One thread per physical core (see bench/threads.py for 1 vs all threads on a busy box)."""
+    return physical_cores()
 
 
 def set_threads(threads: int | None) -> int:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .config import SampleConfig
 from .data import normalise_characters
-from .model import MiniGPT
+from .model import KVCache, MiniGPT
 from .tokenizer import CharTokenizer
 
 
@@ -45,14 +45,31 @@ def filter_logits(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
 
 
 def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """Choose the next token for each row of logits (B, V) -> (B,)."""
+    """Choose the next token for each row of logits (B, V) -> (B,).
+
+    The same distribution as softmax(filter_logits(...)), in fewer operations: this runs once
+    per generated character, so every call counts (bench/generation.py times it).
+    """
     if cfg.greedy or cfg.temperature == 0:
         return logits.argmax(dim=-1)
-    probs = F.softmax(filter_logits(logits.float(), cfg), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    logits = logits.float()
+    if cfg.top_k is not None and cfg.top_k < logits.size(-1):
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits / max(cfg.temperature, 1e-8), dim=-1)
+    if cfg.top_p is None or cfg.top_p >= 1.0:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # Nucleus: sort once, keep a character while the ones ranked above it sum to less than top_p
+    # (so the top one always stays), draw among the kept ones (multinomial renormalises).
+    sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
+    above = sorted_probs.cumsum(dim=-1) - sorted_probs
+    choice = torch.multinomial(sorted_probs.masked_fill(above >= cfg.top_p, 0.0), 1, generator=generator)
+    return order.gather(-1, choice).squeeze(-1)
 
 
-@torch.no_grad()
+# As a decorator on a generator function, inference_mode is entered around every resume, so it
+# holds even when the web server resumes the generator from another worker thread.
+@torch.inference_mode()
 def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int | None = None,
                  generator: torch.Generator | None = None) -> Iterator[int]:
     """Yield new token ids one at a time after the context `ids` (a single sequence)."""
@@ -67,23 +84,21 @@ def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int 
 def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
     block = model.config.block_size
     keep = max(1, (3 * block) // 4)  # context kept when the window slides
-    device = next(model.parameters()).device
-    start = max(0, len(seq) - block)
-    cache, cached_upto = None, start
+    param = next(model.parameters())
+    start = max(0, len(seq) - block)  # the window: the model sees seq[start:]
+    cache = KVCache(model.config, 1, param.dtype, param.device) if cfg.use_cache else None
+    fed = start  # with the cache: seq[start:fed] is already in it
     for _ in range(cfg.max_new_tokens):
         if len(seq) - start > block:
-            start = len(seq) - keep
-            cache = None
-        if cfg.use_cache and cache is not None:
-            new = seq[cached_upto:]  # only what the cache has not seen: normally one token
-        else:
-            cache, cached_upto = None, start
-            new = seq[start:]
-        x = torch.tensor([new], dtype=torch.long, device=device)
-        logits, _, present = model(x, past=cache)
-        if cfg.use_cache:
-            cache, cached_upto = present, len(seq)
-        token = int(sample_next(logits[:, -1, :], cfg, generator)[0])
+            start = fed = len(seq) - keep  # slide: positions restart, so the cache does too
+            if cache is not None:
+                cache.length = 0
+        if cache is not None:
+            logits = model.decode(torch.tensor([seq[fed:]], device=param.device), cache)
+            fed = len(seq)
+        else:  # the reference path: re-run the whole window
+            logits = model(torch.tensor([seq[start:]], device=param.device))[0][:, -1, :]
+        token = int(sample_next(logits, cfg, generator)[0])
         if cfg.stop_at_eos and token == eos_id:
             return
         seq.append(token)

@@ -18,8 +18,23 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 
-# A KV cache is one (keys, values) pair per layer, each shaped (B, H, T_past, D).
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+# forward()'s cache is one (keys, values) pair per layer, each shaped (B, H, T_past, D): simple,
+# and what the tests compare against. Generation uses the preallocated `KVCache` and `decode()`.
+PastKV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class KVCache:
+    """Keys and values of every position seen so far, for every layer, in buffers allocated once.
+
+    keys/values: (n_layers, B, H, block_size, D); `length` positions are filled. Growing a tensor
+    with torch.cat every step would copy the whole cache each time; here a step writes one slot.
+    """
+
+    def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
+        shape = (config.n_layers, batch, config.num_heads, config.block_size, config.head_size)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
 
 
 class CausalSelfAttention(nn.Module):
@@ -49,6 +64,9 @@ class CausalSelfAttention(nn.Module):
         # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
+        # The same mask as numbers to add to the scores: 0 where allowed, -inf in the future.
+        bias = torch.zeros(config.block_size, config.block_size).masked_fill(~mask, float("-inf"))
+        self.register_buffer("causal_bias", bias, persistent=False)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, H, T, D): each head works on its own slice of the channels."""
@@ -76,11 +94,25 @@ class CausalSelfAttention(nn.Module):
     def fast_attention(self, q, k, v) -> torch.Tensor:
         Tq, Tk = q.size(2), k.size(2)
         dropout = self.dropout if self.training else 0.0
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and Tq > 1:
+            # PyTorch's fused CPU kernel is ~4x slower in bf16 than this (bench/precision.py).
+            return self.batched_matmul_attention(q, k, v, dropout)
         if Tq == Tk:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         # With a cache the queries are offset from the keys, which is_causal does not express.
         mask = self.causal_mask[Tk - Tq : Tk, :Tk]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+    def batched_matmul_attention(self, q, k, v, dropout: float) -> torch.Tensor:
+        """The explicit formula in three fused calls, for bf16 on CPUs with bf16 matrix units:
+        scores = mask + (q k^T) / sqrt(D) in one baddbmm, a softmax, and weights @ v."""
+        B, H, Tq, D = q.shape
+        Tk = k.size(2)
+        bias = self.causal_bias[Tk - Tq : Tk, :Tk].to(q.dtype)
+        scores = torch.baddbmm(bias, q.reshape(B * H, Tq, D), k.reshape(B * H, Tk, D).transpose(1, 2),
+                               alpha=1.0 / math.sqrt(D))
+        weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
+        return (weights @ v.reshape(B * H, Tk, D)).view(B, H, Tq, D)
 
     def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x: (B, T, C). `past` holds earlier keys and values; returns (output, (keys, values))."""
@@ -163,7 +195,7 @@ class MiniGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
-                past: KVCache | None = None):
+                past: PastKV | None = None):
         """ids: (B, T) token ids. Returns (logits (B, T, V), loss or None, new KV cache).
 
         With `past`, `ids` are the *next* tokens after the cached ones, and positions continue
@@ -175,7 +207,7 @@ class MiniGPT(nn.Module):
             raise ValueError(f"sequence of {start + T} exceeds block_size {self.config.block_size}")
         positions = torch.arange(start, start + T, device=ids.device)
         x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
-        present: KVCache = []
+        present: PastKV = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, None if past is None else past[i])
             present.append(kv)
@@ -185,6 +217,37 @@ class MiniGPT(nn.Module):
             # Teacher forcing: every position is scored on the true next character.
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss, present
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, V) for the position after `ids` (B, T), which continue the cached positions.
+
+        The same arithmetic as forward() in eval mode, trimmed for generation: keys and values go
+        into the preallocated cache, a single new position attends to the whole cache without a
+        mask, no autograd bookkeeping, and the head runs on the last position only.
+        """
+        B, T = ids.shape
+        start = cache.length
+        end = start + T
+        if end > self.config.block_size:
+            raise ValueError(f"sequence of {end} exceeds block_size {self.config.block_size}")
+        H, D = self.config.num_heads, self.config.head_size
+        x = self.token_embedding(ids) + self.position_embedding.weight[start:end]
+        for i, block in enumerate(self.blocks):
+            attn = block.attn
+            qkv = attn.qkv(block.ln1(x)).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # 3,B,H,T,D
+            cache.keys[i, :, :, start:end] = qkv[1]
+            cache.values[i, :, :, start:end] = qkv[2]
+            keys, values = cache.keys[i, :, :, :end], cache.values[i, :, :, :end]
+            if T == 1:  # one new position may see every cached one: no mask needed
+                y = F.scaled_dot_product_attention(qkv[0], keys, values)
+            else:
+                mask = attn.causal_mask[start:end, :end]
+                y = F.scaled_dot_product_attention(qkv[0], keys, values, attn_mask=mask)
+            x = x + attn.proj(y.transpose(1, 2).reshape(B, T, H * D))
+            x = x + block.mlp.down(F.relu(block.mlp.up(block.ln2(x))))
+        cache.length = end
+        return self.head(self.ln_f(x[:, -1]))
 
     def set_attention(self, kind: str) -> None:
         """Switch every layer between the 'explicit' and 'fast' attention paths."""

@@ -31,6 +31,7 @@ from .errors import UserError
 from .evaluate import estimate_loss
 from .generate import generate_ids, make_generator
 from .model import MiniGPT
+from .precision import autocast, resolve_precision
 from .rundir import RESUMABLE, check_disk_space, forget_after, resume_configs, start_run
 from .tokenizer import load_tokenizer
 
@@ -167,6 +168,9 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
         raise UserError(f"batch_size {cfg.batch_size} must be divisible by processes "
                         f"({d.world_size}) x grad_accum ({cfg.grad_accum})")
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
+    # Resolved once and saved in config.json, so a resumed run computes exactly as it started.
+    cfg.precision, why = resolve_precision(cfg.precision, device, model_cfg.n_embd)
+    amp = autocast(cfg.precision, device)
     splits = _open_data(model_cfg, cfg, out_dir, resume, log, d)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -194,7 +198,8 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
     budget = Budget(cfg, len(splits.train), model_cfg.block_size)
     log(f"model: {model.num_parameters():,} parameters | vocab {model_cfg.vocab_size} | "
         f"data: {len(splits.train):,} train / {len(splits.val):,} held-out chars | "
-        f"device {device}{f' ({threads} threads)' if threads else ''} | run {out_dir}")
+        f"device {device}{f' ({threads} threads)' if threads else ''} | "
+        f"precision {cfg.precision} ({why}) | run {out_dir}")
     if resume:
         log(f"resuming at step {step}")
         if budget.done(step, elapsed):
@@ -224,7 +229,8 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
                 part = slice(k * micro, (k + 1) * micro)
                 last = k == cfg.grad_accum - 1
                 with net.no_sync() if d.enabled and not last else nullcontext():
-                    _, loss, _ = net(x[part], y[part])
+                    with amp:  # bf16 matrix products when cfg.precision is bf16
+                        _, loss, _ = net(x[part], y[part])
                     (loss / cfg.grad_accum).backward()  # gradients add up over micro-batches
                 step_loss += loss.item() / cfg.grad_accum
             interrupted = bool(stop["signal"]) or (interrupt_at_step is not None

@@ -111,16 +111,20 @@ def _split_tail(train_path: Path, val_path: Path, fraction: float) -> None:
     train_path.write_bytes(data[:cut])
 
 
-def _remap_in_place(path: Path, table: np.ndarray, chunk: int = 1 << 24) -> None:
-    """Rewrite the bytes of `path` through `table` (byte -> token id), 16 MB at a time."""
-    size = path.stat().st_size
-    if size == 0:
-        return
-    array = np.memmap(path, dtype=np.uint8, mode="r+")
-    for start in range(0, size, chunk):
-        array[start : start + chunk] = table[array[start : start + chunk]]
-    array.flush()
-    del array
+def _remap_in_place(path: Path, table: np.ndarray, chunk: int = 1 << 22) -> None:
+    """Rewrite the bytes of `path` through `table` (byte -> token id), 4 MB at a time.
+
+    Plain reads and writes, not a memory map: every page of a written map stays in this process's
+    resident memory until it is unmapped, which for a 200 MB corpus would be 200 MB.
+    """
+    with open(path, "r+b") as f:
+        while True:
+            start = f.tell()
+            data = f.read(chunk)
+            if not data:
+                break
+            f.seek(start)
+            f.write(table[np.frombuffer(data, dtype=np.uint8)].tobytes())
 
 
 def check_length(ids: np.ndarray, block_size: int, split: str) -> None:

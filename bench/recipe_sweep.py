@@ -1,0 +1,144 @@
+"""Which training recipe gives the best held-out bits/char for a fixed CPU budget?
+
+Each candidate is a set of `minigpt train` options. Every run trains for the same --max-time on
+the first 1,000,000 characters of the V1 TinyStories slice with the same thread count, then is
+scored with `minigpt eval` on the held-out stories (the last 10% of the stories of the V2 slice,
+which no run trains on). Runs go `--parallel` at a time, each pinned to its own thread count;
+with 2 runs on a 2-core machine they share memory bandwidth, so compare within one sweep.
+
+    .venv/bin/python bench/recipe_sweep.py --time 10m --parallel 2
+    .venv/bin/python bench/recipe_sweep.py --time 3m --only default,seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from core import HELD_OUT, TRAIN, cpu_name  # noqa: E402
+from minigpt.data import iter_stories  # noqa: E402
+
+# name -> options for `minigpt train` (on top of the defaults)
+CANDIDATES = {
+    "default": "",
+    "seed": "--preset seed",
+    "seed-shape-fast": "--batch-size 32",
+    "block64-b32": "--block-size 64 --batch-size 32",
+    "c96-l4": "--n-embd 96 --num-heads 4",
+    "c160-l4": "--n-embd 160 --num-heads 4",
+    "c192-l4": "--n-embd 192 --num-heads 6",
+    "c128-l6": "--n-layers 6",
+    "lr3e-3": "--learning-rate 3e-3",
+    "lr1e-3": "--learning-rate 1e-3",
+    "fp32": "--precision fp32",
+    "dropout0.1": "--dropout 0.1",
+}
+
+
+def held_out_file(path: Path, source: Path, fraction: float = 0.1) -> int:
+    """Write the last `fraction` of the stories in `source` to `path`; returns the story count."""
+    stories = [s for s in iter_stories(str(source)) if s.strip()]
+    tail = stories[int(len(stories) * (1 - fraction)):]
+    path.write_text("".join(s.strip("\n") + "\n<|endoftext|>\n" for s in tail), encoding="utf-8")
+    return len(tail)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--time", default="10m", help="training budget per run")
+    p.add_argument("--threads", type=int, default=1, help="threads per run")
+    p.add_argument("--parallel", type=int, default=1, help="runs at once")
+    p.add_argument("--only", help="comma-separated candidate names (default: all)")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=OPTIONS",
+                   help="another candidate, e.g. 'wide=--n-embd 256 --num-heads 8'")
+    p.add_argument("--data", default=str(TRAIN))
+    p.add_argument("--val-data", default=str(HELD_OUT))
+    p.add_argument("--keep", help="keep the run directories here")
+    args = p.parse_args()
+    for path in (args.data, args.val_data):
+        if not Path(path).exists():
+            sys.exit(f"{path} not found: this benchmark needs the TinyStories slices in ../shared "
+                     "(or pass --data/--val-data)")
+    candidates = dict(CANDIDATES)
+    candidates.update(dict(item.split("=", 1) for item in args.extra))
+    if args.only:
+        candidates = {name: candidates[name] for name in args.only.split(",")}
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="sweep-"))
+    work.mkdir(parents=True, exist_ok=True)
+    held_out = work / "held-out.txt"
+    n_stories = held_out_file(held_out, Path(args.val_data))
+    print(f"# {cpu_name()} | {args.threads} thread(s) per run, {args.parallel} run(s) at once | "
+          f"budget {args.time} | train: first 1,000,000 chars of {Path(args.data).name} | "
+          f"held-out: last {n_stories} stories of {Path(args.val_data).name}", flush=True)
+    python = sys.executable
+    queue = list(candidates.items())
+    running: list[tuple[str, str, subprocess.Popen, float]] = []
+    results = []
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            name, options = queue.pop(0)
+            out = work / name
+            cmd = [python, "-m", "minigpt", "train", "--data", args.data, "--max-chars", "1000000",
+                   "--val-data", str(held_out), "--max-time", args.time, "--threads",
+                   str(args.threads), "--eval-interval", "1000", "--sample-chars", "0",
+                   "--out", str(out), *shlex.split(options)]
+            log = open(work / f"{name}.log", "w")
+            running.append((name, options, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+                            time.time()))
+        time.sleep(2)
+        for item in list(running):
+            name, options, proc, _ = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode:
+                print(f"{name}: training failed (exit {proc.returncode}), see {work / name}.log")
+                continue
+            results.append(score(python, name, options, work / name, held_out, args.threads))
+            print(results[-1]["row"], flush=True)
+    print("\n| candidate | options | params | steps | train chars/s | held-out bits/char |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in sorted(results, key=lambda r: r["bpc"]):
+        print(r["row"])
+    print(f"\nruns and logs: {work}")
+
+
+def score(python: str, name: str, options: str, run: Path, held_out: Path, threads: int) -> dict:
+    out = subprocess.run([python, "-m", "minigpt", "eval", "--checkpoint", str(run), "--data",
+                          str(held_out), "--json"], capture_output=True, text=True, check=True,
+                         env={"OMP_NUM_THREADS": str(threads), **_env()})
+    result = json.loads(out.stdout)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    config = json.loads((run / "config.json").read_text())
+    last = metrics[-1]
+    chars = sum(m["chars_per_s"] for m in metrics) / len(metrics)
+    params = config.get("parameters") or _params(run)
+    row = (f"| {name} | `{options or '(defaults)'}` | {params:,} | {last['step']:,} | {chars:,.0f} | "
+           f"{result['bits_per_char']:.3f} |")
+    return {"name": name, "bpc": result["bits_per_char"], "row": row}
+
+
+def _params(run: Path) -> int:
+    from minigpt import load
+    model, _, _ = load(run, device="cpu")
+    return model.num_parameters()
+
+
+def _env() -> dict:
+    import os
+    return dict(os.environ)
+
+
+if __name__ == "__main__":
+    main()

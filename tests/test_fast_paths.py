@@ -1,0 +1,146 @@
+"""The fast paths give the reference results: bf16 autocast, the bf16 attention kernel, the
+preallocated KV cache with decode(), the one-pass sampler; plus precision choice, presets and
+the default thread count. (How fast they are is for bench/, not for tests.)"""
+
+import json
+import os
+
+import pytest
+import torch
+
+from minigpt import MiniGPT, ModelConfig, SampleConfig, TrainConfig, UserError, train
+from minigpt import precision as precision_mod
+from minigpt.device import default_threads, physical_cores
+from minigpt.generate import filter_logits, sample_next
+from minigpt.model import KVCache
+from minigpt.precision import autocast, resolve_precision
+
+from test_cli import TINY, run
+
+CPU = torch.device("cpu")
+
+
+def model(**kw) -> MiniGPT:
+    torch.manual_seed(3)
+    cfg = dict(vocab_size=20, block_size=16, n_embd=64, num_heads=4, n_layers=2)
+    return MiniGPT(ModelConfig(**{**cfg, **kw}))
+
+
+def test_batched_matmul_attention_equals_the_explicit_formula():
+    attn = model().blocks[0].attn.eval()
+    torch.manual_seed(0)
+    for tq, tk in ((16, 16), (5, 12), (1, 9)):  # full, offset queries (a cache), one new position
+        q = torch.randn(2, 4, tq, 16)
+        k, v = torch.randn(2, 4, tk, 16), torch.randn(2, 4, tk, 16)
+        expected = attn.explicit_attention(q, k, v)
+        assert torch.allclose(attn.batched_matmul_attention(q, k, v, 0.0), expected, atol=1e-5)
+
+
+def test_bf16_autocast_runs_the_bf16_kernel_and_matches_fp32(monkeypatch):
+    net = model()
+    x = torch.randint(0, 20, (4, 16))
+    y = torch.randint(0, 20, (4, 16))
+    _, loss32, _ = net(x, y)
+    loss32.backward()
+    grads32 = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    calls = []
+    real = type(net.blocks[0].attn).batched_matmul_attention
+    monkeypatch.setattr(type(net.blocks[0].attn), "batched_matmul_attention",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    with autocast("bf16", CPU):
+        logits, loss16, _ = net(x, y)
+    loss16.backward()
+    assert logits.dtype == torch.bfloat16 and len(calls) == 2  # both layers took the bf16 kernel
+    assert loss16.dtype == torch.float32  # the loss itself is computed in fp32
+    assert loss16.item() == pytest.approx(loss32.item(), rel=0.01)
+    for p, g32 in zip(net.parameters(), grads32):
+        assert p.grad.dtype == torch.float32  # weights and their gradients stay fp32
+        cosine = torch.nn.functional.cosine_similarity(p.grad.flatten(), g32.flatten(), dim=0)
+        assert cosine > 0.98
+
+
+def test_bf16_training_learns_like_fp32(tmp_path, story_file):
+    """Same seed, same steps: the held-out loss under bf16 autocast is within noise of fp32."""
+    losses = {}
+    for prec in ("fp32", "bf16"):
+        out = train(ModelConfig(block_size=32, n_embd=64, num_heads=4, n_layers=2),
+                    TrainConfig(data=[story_file], batch_size=16, max_steps=80, eval_interval=80,
+                                eval_batches=4, sample_chars=0, threads=1, warmup_steps=10,
+                                plot_loss=False, precision=prec),
+                    tmp_path / prec, log=lambda *a: None)
+        record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        losses[prec] = record["val_nats"]
+        assert json.loads((out / "config.json").read_text())["train"]["precision"] == prec
+    assert losses["bf16"] < 1.5  # it learned (a fresh model is at ln(vocab) ~ 3.4)
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+def test_decode_with_the_preallocated_cache_equals_the_full_forward():
+    net = model().eval()
+    seq = torch.randint(0, 20, (2, 16))
+    cache = KVCache(net.config, batch=2)
+    logits = net.decode(seq[:, :6], cache)  # a prompt of 6, then one position at a time
+    with torch.no_grad():
+        for t in range(6, 17):
+            full = net(seq[:, :t])[0][:, -1]
+            assert torch.allclose(logits, full, atol=1e-5), t
+            if t < 16:
+                logits = net.decode(seq[:, t : t + 1], cache)
+    assert cache.length == 16
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        net.decode(seq[:, :1], cache)
+
+
+def test_sampler_draws_from_the_filtered_distribution():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 12) * 2
+    draws = 40_000
+    for options in ({}, {"top_k": 4}, {"top_p": 0.7}, {"top_k": 6, "top_p": 0.9},
+                    {"temperature": 0.5, "top_p": 0.8}):
+        cfg = SampleConfig(**{"temperature": 1.0, **options})
+        expected = torch.softmax(filter_logits(logits, cfg), dim=-1)[0]
+        tokens = sample_next(logits.expand(draws, -1), cfg, torch.Generator().manual_seed(1))
+        observed = torch.bincount(tokens, minlength=12).float() / draws
+        assert torch.all(observed[expected == 0] == 0), options  # never a filtered-out token
+        assert torch.allclose(observed, expected, atol=0.01), options
+
+
+def test_auto_precision(monkeypatch):
+    monkeypatch.setattr(precision_mod, "cpu_bf16_features", lambda: ["avx512_bf16"])
+    assert resolve_precision("auto", CPU, 128)[0] == "bf16"
+    assert resolve_precision("auto", CPU, 32)[0] == "fp32"  # too narrow to gain
+    assert resolve_precision("fp32", CPU, 128)[0] == "fp32"  # the flag overrides
+    monkeypatch.setattr(precision_mod, "cpu_bf16_features", lambda: [])
+    assert resolve_precision("auto", CPU, 512) == ("fp32", "this CPU has no bf16 instructions")
+    assert resolve_precision("bf16", CPU, 32)[0] == "bf16"
+    with pytest.raises(UserError, match="precision must be"):
+        resolve_precision("fp16", CPU, 128)
+
+
+def test_cpu_feature_detection_reads_real_flags():
+    flags = precision_mod.cpu_bf16_features()
+    assert set(flags) <= {"avx512_bf16", "amx_bf16"}
+    if os.path.exists("/proc/cpuinfo"):
+        text = open("/proc/cpuinfo").read()
+        assert ("avx512_bf16" in flags) == (" avx512_bf16" in text)
+
+
+def test_seed_preset_with_command_line_override(tmp_path, story_file):
+    out = tmp_path / "run"
+    result = run("train", "--preset", "seed", "--data", story_file, "--out", str(out),
+                 "--max-steps", "2", *TINY)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["learning_rate"] == 3e-4 and saved["train"]["precision"] == "fp32"
+    assert saved["train"]["weight_decay"] == 0.0 and saved["train"]["min_lr_ratio"] == 1.0
+    assert saved["train"]["batch_size"] == 8  # the command line wins over the preset
+    assert saved["model"]["n_embd"] == 32
+    bad = run("train", "--preset", "fastest", "--data", story_file, "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "invalid choice: 'fastest'" in bad.stderr
+
+
+def test_default_threads_are_physical_cores():
+    cores = physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    assert default_threads() == cores
