@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -31,18 +32,12 @@ MEASURE = ("import json, resource, subprocess, sys, time; t = time.time(); "
 
 
 def build_corpus(path: Path, source: Path, megabytes: float) -> int:
-    """Write whole copies of `source` until the file holds at least `megabytes` MB."""
+    """Write whole copies of `source`'s complete stories until the file holds >= `megabytes` MB."""
     text = source.read_bytes()
     text = text[: text.rindex(b"<|endoftext|>") + len(b"<|endoftext|>")] + b"\n"  # whole stories
-    target = int(megabytes * 1_000_000)
     with open(path, "wb") as f:
-        written = 0
-        while written < target:
-            piece = text[: target - written] if target - written < len(text) else text
-            if piece is not text:  # end on a story boundary
-                piece = piece[: piece.rindex(b"<|endoftext|>") + len(b"<|endoftext|>")] + b"\n"
-            f.write(piece)
-            written += len(piece)
+        for _ in range(max(1, math.ceil(megabytes * 1_000_000 / len(text)))):
+            f.write(text)
     return path.stat().st_size
 
 

@@ -12,6 +12,8 @@ fp32 and bf16, and scores both on the same held-out text in fp32.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import tempfile
 import time
@@ -100,7 +102,8 @@ def main() -> None:
                                   eval_interval=args.quality_steps, sample_chars=0, plot_loss=False,
                                   threads=args.threads, precision=precision)
                 start = time.perf_counter()
-                run = train(ModelConfig(), cfg, Path(tmp) / precision, log=lambda *a: None)
+                with contextlib.redirect_stderr(io.StringIO()):  # no progress lines
+                    run = train(ModelConfig(), cfg, Path(tmp) / precision, log=lambda *a: None)
                 spent = time.perf_counter() - start
                 model, tokenizer, _ = load(run)
                 result = evaluate(model, tokenizer, [args.val_data], max_chars=200_000)

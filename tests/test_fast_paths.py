@@ -144,3 +144,31 @@ def test_default_threads_are_physical_cores():
     cores = physical_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)
     assert default_threads() == cores
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's RssFile")
+def test_release_pages_returns_a_memory_maps_touched_pages(tmp_path):
+    import numpy as np
+
+    from minigpt.data import get_batch, release_pages
+
+    def rss_file_kb() -> int:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+        return 0
+
+    path = tmp_path / "ids.bin"
+    path.write_bytes(bytes(range(50)) * 1_000_000)  # 50 MB of token ids
+    ids = np.memmap(path, dtype=np.uint8, mode="r")
+    before = rss_file_kb()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        x, y = get_batch(ids, 16, 64, generator)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    touched = rss_file_kb()
+    assert touched - before > 5_000  # hundreds of random windows mapped megabytes
+    release_pages(ids)
+    assert rss_file_kb() - before < 1_000
+    x2, _ = get_batch(ids, 16, 64, torch.Generator().manual_seed(0))  # still readable, same data
+    assert torch.equal(x2, get_batch(np.array(ids), 16, 64, torch.Generator().manual_seed(0))[0])

@@ -104,3 +104,14 @@ def test_too_long_sequence_is_refused():
 def test_bad_model_config(bad, message):
     with pytest.raises(UserError, match=message):
         ModelConfig(**bad).validate()
+
+
+def test_attention_dropout_has_its_own_knob():
+    both = MiniGPT(ModelConfig(vocab_size=20, block_size=8, n_embd=16, num_heads=2, n_layers=1,
+                               dropout=0.2))
+    assert both.blocks[0].attn.dropout == 0.2 and both.blocks[0].attn.resid_dropout.p == 0.2
+    resid_only = MiniGPT(ModelConfig(vocab_size=20, block_size=8, n_embd=16, num_heads=2, n_layers=1,
+                                     dropout=0.2, attn_dropout=0.0))
+    assert resid_only.blocks[0].attn.dropout == 0.0 and resid_only.blocks[0].attn.resid_dropout.p == 0.2
+    with pytest.raises(UserError, match="attn_dropout"):
+        ModelConfig(attn_dropout=1.5).validate()

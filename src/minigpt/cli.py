@@ -50,8 +50,10 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
     g = p.add_argument_group("model")
     for name, kind in (("block_size", int), ("n_embd", int), ("num_heads", int), ("n_layers", int),
-                       ("ff_hidden_mult", int), ("dropout", float)):
-        g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(model, name)}")
+                       ("ff_hidden_mult", int), ("dropout", float), ("attn_dropout", float)):
+        default = getattr(model, name)
+        g.add_argument(*_names(name), type=kind, dest=name,
+                       help=f"default {'the same as --dropout' if default is None else default}")
     g.add_argument("--attention", choices=["fast", "explicit"], help="default fast")
     g = p.add_argument_group("training")
     for name, kind in (("batch_size", int), ("grad_accum", int), ("learning_rate", float), ("epochs", float),

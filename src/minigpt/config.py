@@ -31,8 +31,9 @@ class ModelConfig:
     num_heads: int = 4  # heads of 32 dims each: enough to attend to several things at once
     n_layers: int = 4  # depth; 4 blocks learn spelling and simple grammar in minutes
     ff_hidden_mult: int = 4  # feed-forward hidden width = 4 * n_embd, as in GPT-2
-    dropout: float = 0.0  # off by default: on a CPU it costs ~1.6x per step, and a run of a few
-    # minutes sees each character about once, too little to overfit; try 0.1 for long runs
+    dropout: float = 0.0  # off by default: in a 10-minute CPU run its random masks cost more
+    # steps than its regularisation returns (docs/performance.md); try 0.1 for long runs
+    attn_dropout: float | None = None  # dropout on attention weights; None: the same as dropout
     attention: str = "fast"  # "fast" (fused SDPA kernel) or "explicit" (written out to read)
     bias: bool = True  # biases in Linear and LayerNorm, as in the original GPT
 
@@ -48,6 +49,8 @@ class ModelConfig:
                 f"{_nearest_divisor(self.n_embd, self.num_heads)}"
             )
         _fraction("dropout", self.dropout, allow_zero=True, allow_one=False)
+        if self.attn_dropout is not None:
+            _fraction("attn_dropout", self.attn_dropout, allow_zero=True, allow_one=False)
         if self.attention not in ("fast", "explicit"):
             raise UserError(f"attention must be 'fast' or 'explicit', got {self.attention!r}")
 
@@ -64,13 +67,14 @@ class TrainConfig:
     val_data: list[str] = field(default_factory=list)  # held-out sources; default: 10% of data
     max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
-    batch_size: int = 16  # windows per step; on a CPU 16 x 128 trains ~1.5-2x more chars/s than 32
+    batch_size: int = 16  # windows per step (the recipe sweep: docs/performance.md)
     # (the global batch: under torchrun it is shared out among the processes)
     grad_accum: int = 1  # micro-batches per process per step, summed before the optimizer step
-    learning_rate: float = 2e-3  # peak LR; 2e-3..3e-3 beat 1e-3 in short CPU runs (bench/)
-    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
+    learning_rate: float = 2e-3  # peak LR; beat 3e-3 in 10-minute CPU runs (docs/performance.md)
+    min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio (0: all the way)
     warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
-    weight_decay: float = 0.1  # applied to matrices only, never to biases, norms or embeddings
+    weight_decay: float = 0.5  # matrices only, never biases, norms or embeddings; 0.5 beat 0.1
+    # and 1.0 in 10-minute CPU runs, where a small model sees its data many times (docs/performance.md)
     beta1: float = 0.9
     beta2: float = 0.99  # a little shorter memory than 0.999: batches are small and noisy
     grad_clip: float = 1.0  # clip the global gradient norm; 0 disables

@@ -44,6 +44,17 @@ def filter_logits(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
     return logits
 
 
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of `probs` (B, V), rows summing to anything positive -> (B,).
+
+    The exponential race: give every character an Exp(1) random number E_i; the character with
+    the largest p_i / E_i wins with probability exactly p_i (its normalised share). The same
+    distribution as torch.multinomial at half the cost per call, which matters once per character.
+    """
+    race = torch.empty_like(probs).exponential_(generator=generator).clamp_min_(1e-30)
+    return (probs / race).argmax(dim=-1)
+
+
 def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
     """Choose the next token for each row of logits (B, V) -> (B,).
 
@@ -58,13 +69,13 @@ def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Genera
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits / max(cfg.temperature, 1e-8), dim=-1)
     if cfg.top_p is None or cfg.top_p >= 1.0:
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return draw(probs, generator)
     # Nucleus: sort once, keep a character while the ones ranked above it sum to less than top_p
-    # (so the top one always stays), draw among the kept ones (multinomial renormalises).
+    # (so the top one always stays), and draw among the kept ones.
     sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
     above = sorted_probs.cumsum(dim=-1) - sorted_probs
-    choice = torch.multinomial(sorted_probs.masked_fill(above >= cfg.top_p, 0.0), 1, generator=generator)
-    return order.gather(-1, choice).squeeze(-1)
+    choice = draw(sorted_probs.masked_fill(above >= cfg.top_p, 0.0), generator)
+    return order.gather(-1, choice[:, None]).squeeze(-1)
 
 
 # As a decorator on a generator function, inference_mode is entered around every resume, so it
@@ -87,6 +98,7 @@ def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
     param = next(model.parameters())
     start = max(0, len(seq) - block)  # the window: the model sees seq[start:]
     cache = KVCache(model.config, 1, param.dtype, param.device) if cfg.use_cache else None
+    weights = model.decode_weights() if cfg.use_cache else None
     fed = start  # with the cache: seq[start:fed] is already in it
     for _ in range(cfg.max_new_tokens):
         if len(seq) - start > block:
@@ -94,11 +106,11 @@ def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
             if cache is not None:
                 cache.length = 0
         if cache is not None:
-            logits = model.decode(torch.tensor([seq[fed:]], device=param.device), cache)
+            logits = model.decode(torch.tensor([seq[fed:]], device=param.device), cache, weights)
             fed = len(seq)
         else:  # the reference path: re-run the whole window
             logits = model(torch.tensor([seq[start:]], device=param.device))[0][:, -1, :]
-        token = int(sample_next(logits, cfg, generator)[0])
+        token = sample_next(logits, cfg, generator)[0].item()
         if cfg.stop_at_eos and token == eos_id:
             return
         seq.append(token)

@@ -23,17 +23,23 @@ from .config import ModelConfig
 PastKV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight_t + bias for 2-D x and a transposed (in, out) weight, in one call."""
+    return x @ weight_t if bias is None else torch.addmm(bias, x, weight_t)
+
+
 class KVCache:
     """Keys and values of every position seen so far, for every layer, in buffers allocated once.
 
-    keys/values: (n_layers, B, H, block_size, D); `length` positions are filled. Growing a tensor
-    with torch.cat every step would copy the whole cache each time; here a step writes one slot.
+    keys[i] / values[i]: (B, H, block_size, D) for layer i; the first `length` positions are
+    filled. Growing a tensor with torch.cat every step would copy the whole cache each time; here
+    a step writes one slot.
     """
 
     def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
-        shape = (config.n_layers, batch, config.num_heads, config.block_size, config.head_size)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, config.num_heads, config.block_size, config.head_size)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
         self.length = 0
 
 
@@ -55,11 +61,13 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.head_size = config.head_size
         self.attention = config.attention
-        self.dropout = config.dropout
+        # Dropout on the attention weights themselves: costly on a CPU (a random mask of
+        # B x H x T x T per layer), so it has its own knob; by default it follows `dropout`.
+        self.dropout = config.dropout if config.attn_dropout is None else config.attn_dropout
         # One Linear makes queries, keys and values for all heads at once: 3 * C outputs.
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = nn.Dropout(self.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
@@ -218,36 +226,51 @@ class MiniGPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss, present
 
+    def decode_weights(self) -> list[tuple[torch.Tensor | None, ...]]:
+        """Per layer, the tensors decode() uses, gathered once per story rather than once per
+        character (a module attribute lookup costs about as much as a small tensor operation).
+        Matrices are stored transposed, (in, out), the layout a one-row product is fastest in.
+        A snapshot: take a new one after changing the weights."""
+        def t(linear: nn.Linear) -> torch.Tensor:
+            return linear.weight.detach().t().contiguous()
+        return [(b.ln1.weight, b.ln1.bias, t(b.attn.qkv), b.attn.qkv.bias, t(b.attn.proj),
+                 b.attn.proj.bias, b.ln2.weight, b.ln2.bias, t(b.mlp.up), b.mlp.up.bias,
+                 t(b.mlp.down), b.mlp.down.bias) for b in self.blocks]
+
     @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def decode(self, ids: torch.Tensor, cache: KVCache,
+               weights: list[tuple[torch.Tensor | None, ...]] | None = None) -> torch.Tensor:
         """Logits (B, V) for the position after `ids` (B, T), which continue the cached positions.
 
-        The same arithmetic as forward() in eval mode, trimmed for generation: keys and values go
-        into the preallocated cache, a single new position attends to the whole cache without a
-        mask, no autograd bookkeeping, and the head runs on the last position only.
+        The same arithmetic as forward() in eval mode, trimmed for generation, where it runs once
+        per character and per-operation overhead matters more than arithmetic: plain matrix
+        products on tensors gathered once (`weights`, from decode_weights()), keys and values
+        written into the preallocated cache, one new position attending to the whole cache
+        without a mask, no autograd bookkeeping, and the head applied to the last position only.
+        tests/test_fast_paths.py checks it against forward().
         """
         B, T = ids.shape
-        start = cache.length
-        end = start + T
+        start, end = cache.length, cache.length + T
         if end > self.config.block_size:
             raise ValueError(f"sequence of {end} exceeds block_size {self.config.block_size}")
-        H, D = self.config.num_heads, self.config.head_size
-        x = self.token_embedding(ids) + self.position_embedding.weight[start:end]
-        for i, block in enumerate(self.blocks):
-            attn = block.attn
-            qkv = attn.qkv(block.ln1(x)).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # 3,B,H,T,D
-            cache.keys[i, :, :, start:end] = qkv[1]
-            cache.values[i, :, :, start:end] = qkv[2]
-            keys, values = cache.keys[i, :, :, :end], cache.values[i, :, :, :end]
-            if T == 1:  # one new position may see every cached one: no mask needed
-                y = F.scaled_dot_product_attention(qkv[0], keys, values)
-            else:
-                mask = attn.causal_mask[start:end, :end]
-                y = F.scaled_dot_product_attention(qkv[0], keys, values, attn_mask=mask)
-            x = x + attn.proj(y.transpose(1, 2).reshape(B, T, H * D))
-            x = x + block.mlp.down(F.relu(block.mlp.up(block.ln2(x))))
+        C, H, D = self.config.n_embd, self.config.num_heads, self.config.head_size
+        x = F.embedding(ids.reshape(-1), self.token_embedding.weight)  # (B*T, C) rows
+        x = (x.view(B, T, C) + self.position_embedding.weight[start:end]).view(B * T, C)
+        mask = None if T == 1 else self.blocks[0].attn.causal_mask[start:end, :end]
+        for (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, up_w, up_b, down_w,
+             down_b), keys, values in zip(weights or self.decode_weights(), cache.keys, cache.values):
+            h = F.layer_norm(x, (C,), ln1_w, ln1_b)
+            q, k, v = _affine(h, qkv_w, qkv_b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)
+            keys[:, :, start:end] = k  # each (B, H, T, D)
+            values[:, :, start:end] = v
+            y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
+            x = x + _affine(y.transpose(1, 2).reshape(B * T, C), proj_w, proj_b)
+            h = F.layer_norm(x, (C,), ln2_w, ln2_b)
+            x = x + _affine(F.relu(_affine(h, up_w, up_b)), down_w, down_b)
         cache.length = end
-        return self.head(self.ln_f(x[:, -1]))
+        last = x.view(B, T, C)[:, -1]
+        return F.linear(F.layer_norm(last, (C,), self.ln_f.weight, self.ln_f.bias), self.head.weight,
+                        self.head.bias)
 
     def set_attention(self, kind: str) -> None:
         """Switch every layer between the 'explicit' and 'fast' attention paths."""

@@ -1,18 +1,18 @@
 """Number precision for training: fp32 everywhere, or bf16 matrix products under autocast.
 
 bfloat16 keeps float32's exponent range with fewer mantissa bits, so a model trains in it without
-loss scaling. Under `torch.autocast` the matrix products run in bf16 while LayerNorm, softmax
-statistics, the loss and the weights and optimizer state stay in fp32. It only pays where the
-hardware multiplies bf16 natively: NVIDIA GPUs from Ampere on, and CPUs with AVX512-BF16 or AMX.
+loss scaling. Under `torch.autocast` the matrix products (and, on a CPU, the attention softmax)
+run in bf16 while LayerNorm, the loss, the weights and the optimizer state stay in fp32. It only
+pays where the hardware multiplies bf16 natively: NVIDIA GPUs from Ampere on, and CPUs with AVX512-BF16 or AMX.
 On such CPUs it helps more the wider the model (bench/precision.py, measured 2026-11-24 on a 2-core
 AMD EPYC with AVX512-BF16, 1 thread, 4 layers, block 128, batch 16):
 
     n_embd      32     64     96    128    192    256
-    bf16/fp32  1.10x  1.42x  1.59x  1.83x  1.96x  1.98x   (training characters per second)
+    bf16/fp32  1.32x  1.68x  1.56x  1.94x  1.82x  1.88x   (training characters per second)
 
-so `auto` picks bf16 from n_embd 64 up when the CPU has the instructions (below that the gain is
-within noise and per-operation overhead dominates), and fp32 otherwise. On a CPU without them bf16
-is emulated and several times slower, so `auto` never picks it there.
+(an earlier run: 1.10x at 32, 1.42x at 64). So `auto` picks bf16 from n_embd 64 up when the CPU
+has the instructions (below that the gain is within noise and per-operation overhead dominates),
+and fp32 otherwise: without them bf16 arithmetic is not native, so `auto` does not pick it there.
 `--precision fp32|bf16` overrides. Held-out evaluation always runs in fp32.
 """
 

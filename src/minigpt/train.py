@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import (CONFIG, check_run_dir, checkpoint_dirs, load_train_state, save_checkpoint,
                          tensor_digest)
 from .config import ModelConfig, SampleConfig, TrainConfig, parse_duration
-from .data import Splits, get_batch, load_splits
+from .data import Splits, get_batch, load_splits, release_pages
 from .device import pick_device, set_threads
 from .distributed import (Dist, all_agree, gather_objects, restarted_by_torchrun, setup, step_sync,
                           teardown)
@@ -246,6 +246,8 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
             optimizer.step()
             step += 1
             elapsed += spent
+            if step % 10 == 0:  # keep resident memory independent of the corpus size
+                release_pages(splits.train)
             interval_losses.append(step_loss)
             interval_steps += 1
             speed = interval_steps * chars_per_step / max(time.monotonic() - interval_start, 1e-9)
@@ -311,6 +313,7 @@ def _evaluate_and_save(out_dir, model, optimizer, splits, cfg, log, rngs, batch_
                        best_val, lr, train_nats, speed) -> float:
     """Held-out estimate, metrics line, sample story, checkpoint. Returns the new best loss."""
     val = estimate_loss(model, splits.val, cfg.eval_batches, cfg.batch_size, cfg.seed)
+    release_pages(splits.val)
     is_best, best_val = val < best_val, min(best_val, val)
     record = {"step": step, "train_nats": train_nats, "val_nats": val, "val_bpc": val / math.log(2),
               "lr": lr, "chars_per_s": speed, "elapsed_s": elapsed}

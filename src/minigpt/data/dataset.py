@@ -10,6 +10,7 @@ a corpus larger than RAM works; training then reads random windows through `np.m
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,21 @@ def check_length(ids: np.ndarray, block_size: int, split: str) -> None:
             f"the {split} split has {len(ids)} characters, fewer than block_size + 1 = "
             f"{block_size + 1}: use more data or a smaller --block-size"
         )
+
+
+def release_pages(ids: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped id array that reading has touched so far.
+
+    Each random window faults its page in, plus up to 64 KB around it, and every page touched
+    counts as this process's resident memory until it is unmapped: a long run over a 200 MB corpus
+    would slowly "use" 200 MB. The pages stay in the operating system's file cache, so reading them
+    again costs a page-table update, not a disk read. Called every few steps, this keeps resident
+    memory independent of the corpus size (bench/memory.py). A no-op for in-memory arrays and where
+    madvise is missing (Windows).
+    """
+    mapping = getattr(ids, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def get_batch(ids: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator,
