@@ -56,7 +56,8 @@ def _add_train(sub) -> None:
                        help=f"default {'the same as --dropout' if default is None else default}")
     g.add_argument("--attention", choices=["fast", "explicit"], help="default fast")
     g = p.add_argument_group("training")
-    for name, kind in (("batch_size", int), ("grad_accum", int), ("learning_rate", float), ("epochs", float),
+    for name, kind in (("batch_size", int), ("grad_accum", int), ("learning_rate", float),
+                       ("min_lr_ratio", float), ("epochs", float),
                        ("max_steps", int), ("warmup_steps", int), ("weight_decay", float),
                        ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
                        ("sample_chars", int), ("keep_checkpoints", int), ("seed", int), ("threads", int)):
