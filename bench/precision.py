@@ -28,27 +28,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from core import HELD_OUT, TRAIN, cpu_name  # noqa: E402
 from minigpt import ModelConfig, TrainConfig, evaluate, load, train  # noqa: E402
 from minigpt.model import MiniGPT  # noqa: E402
-from minigpt.precision import autocast, cpu_bf16_features  # noqa: E402
+from minigpt.precision import cpu_bf16_features  # noqa: E402
+from steps import training_step  # noqa: E402
 
 
 def step_rate(cfg: ModelConfig, batch: int, precision: str, steps: int) -> float:
     """Training characters per second over `steps` timed steps (after 3 warm-up steps)."""
     torch.manual_seed(0)
-    model = MiniGPT(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size))
-    y = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size))
-    cpu = torch.device("cpu")
-
-    def step():
-        with autocast(precision, cpu):
-            _, loss, _ = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
+    step = training_step(MiniGPT(cfg), cfg.vocab_size, cfg.block_size, batch, precision)
     start = time.perf_counter()
     for _ in range(steps):
         step()

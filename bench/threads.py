@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from core import cpu_name  # noqa: E402
 from minigpt import MiniGPT, ModelConfig  # noqa: E402
 from minigpt.device import default_threads  # noqa: E402
-from minigpt.precision import autocast, resolve_precision  # noqa: E402
+from minigpt.precision import resolve_precision  # noqa: E402
+from steps import training_step  # noqa: E402
 
 
 def busy(stop) -> None:
@@ -40,22 +41,8 @@ def train_rate(threads: int, seconds: float, batch: int = 16) -> float:
     torch.set_num_threads(threads)
     cfg = ModelConfig(vocab_size=71)
     torch.manual_seed(0)
-    model = MiniGPT(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    cpu = torch.device("cpu")
-    precision = resolve_precision("auto", cpu, cfg.n_embd)[0]
-    x = torch.randint(0, 71, (batch, cfg.block_size))
-    y = torch.randint(0, 71, (batch, cfg.block_size))
-
-    def step():
-        with autocast(precision, cpu):
-            _, loss, _ = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
+    precision = resolve_precision("auto", torch.device("cpu"), cfg.n_embd)[0]
+    step = training_step(MiniGPT(cfg), cfg.vocab_size, cfg.block_size, batch, precision)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()

@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from core import cpu_name  # noqa: E402
 from minigpt import MiniGPT, ModelConfig  # noqa: E402
-from minigpt.precision import autocast, cpu_bf16_features, resolve_precision  # noqa: E402
+from minigpt.precision import cpu_bf16_features, resolve_precision  # noqa: E402
 from naive_seed import NaiveGPT  # noqa: E402
+from steps import training_step  # noqa: E402
 
 VOCAB = 71
 
@@ -54,29 +55,15 @@ def model_flops_per_char(cfg: ModelConfig, model: torch.nn.Module) -> float:
 
 def make_step(system: str, cfg: ModelConfig, batch: int):
     torch.manual_seed(0)
-    x = torch.randint(0, VOCAB, (batch, cfg.block_size))
-    y = torch.randint(0, VOCAB, (batch, cfg.block_size))
-    cpu = torch.device("cpu")
     if system == "naive":
         model = NaiveGPT(VOCAB, cfg.block_size, cfg.n_embd, cfg.num_heads, cfg.n_layers)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
-        forward, precision = (lambda: model(x, y)[1]), "fp32"
+        optimizer, precision = torch.optim.Adam(model.parameters(), lr=3e-4), "fp32"
     else:
         model = MiniGPT(cfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-        precision = "fp32" if system == "ours fp32" else resolve_precision("auto", cpu, cfg.n_embd)[0]
-        forward = lambda: model(x, y)[1]  # noqa: E731
-
-    def step():
-        with autocast(precision, cpu):
-            loss = forward()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
-    return step, model, precision
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+        precision = ("fp32" if system == "ours fp32"
+                     else resolve_precision("auto", torch.device("cpu"), cfg.n_embd)[0])
+    return training_step(model, VOCAB, cfg.block_size, batch, precision, optimizer), model, precision
 
 
 def main() -> None:
