@@ -79,6 +79,23 @@ def test_directory_reads_all_files_in_order(tmp_path):
     assert [s.strip() for s in iter_stories(str(tmp_path))] == ["first story.", "second story.", "third story."]
 
 
+def test_story_ranges_split_a_file_without_overlap(tmp_path):
+    path = write_txt(tmp_path / "s.txt", [f"story number {i}." for i in range(20)])
+    whole = [s.strip() for s in iter_stories(path)]
+    head = [s.strip() for s in iter_stories(path + "@:90%")]
+    tail = [s.strip() for s in iter_stories(path + "@90%:")]
+    assert head == whole[:18] and tail == whole[18:]
+    assert [s.strip() for s in iter_stories(path + "@3:5")] == whole[3:5]
+    assert [s.strip() for s in iter_stories(path + "@:100")] == whole
+    odd = tmp_path / "a@1:2.txt"  # a real file whose name looks like a range is read whole
+    write_txt(odd, ["one.", "two.", "three."])
+    assert len(list(iter_stories(str(odd)))) == 3
+    with pytest.raises(UserError, match="over 100%"):
+        list(iter_stories(path + "@:150%"))
+    with pytest.raises(UserError, match="local file"):
+        list(iter_stories("tinystories@:10%"))
+
+
 def test_large_txt_streams_across_chunks(tmp_path):
     stories = make_stories(50)
     write_txt(tmp_path / "s.txt", stories)

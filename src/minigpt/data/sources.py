@@ -12,12 +12,18 @@ read lazily, so a file larger than memory streams through. Formats:
 - `*.json`: a list of such objects or strings.
 - `*.parquet`: a table with a "text" column, read in batches.
 - a directory: every supported file below it, in sorted order.
+
+Any local spec (file, directory, `bundled`) may end in a story range, `SPEC@START:END`, to take a
+slice of its stories, Python-style: `stories.txt@:90%` is the first 90% of the stories,
+`stories.txt@90%:` the last 10% (so the two never overlap), `stories.txt@:1000` the first 1000.
+Percentages are of the story count, rounded down.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,8 +53,41 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+_RANGE = re.compile(r"^(.*)@(\d+%?)?:(\d+%?)?$")
+
+
+def split_range(spec: str) -> tuple[str, str | None, str | None] | None:
+    """`'a.txt@:90%'` -> `('a.txt', None, '90%')`; None when the spec carries no story range."""
+    match = _RANGE.match(spec)
+    if match is None or Path(spec).expanduser().exists():  # a real file name may contain '@'
+        return None
+    base, start, end = match.groups()
+    for bound in (start, end):
+        if bound and bound.endswith("%") and int(bound[:-1]) > 100:
+            raise UserError(f"story range in {spec!r}: {bound} is over 100%")
+    return base, start, end
+
+
+def _bound(value: str | None, total: int, default: int) -> int:
+    if value is None:
+        return default
+    if value.endswith("%"):
+        return total * int(value[:-1]) // 100
+    return min(int(value), total)
+
+
 def iter_stories(spec: str, log=print) -> Iterator[str]:
     """Raw (uncleaned) stories from one data spec, see the module docstring."""
+    ranged = split_range(spec)
+    if ranged is not None:
+        base, start, end = ranged
+        if base == "tinystories":
+            raise UserError("a story range (@START:END) needs a local file, directory or 'bundled', "
+                            "not the streamed hub dataset")
+        stories = [s for s in iter_stories(base, log) if s.strip()]
+        total = len(stories)
+        yield from stories[_bound(start, total, 0):_bound(end, total, total)]
+        return
     if spec == "tinystories":
         yield from _hub_stories(log)
     elif spec == "bundled":
