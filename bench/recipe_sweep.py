@@ -3,7 +3,7 @@
 Each candidate is a set of `minigpt train` options. Every run trains for the same --max-time on
 the first 1,000,000 characters of the V1 TinyStories slice with the same thread count, then is
 scored with `minigpt eval` on the held-out stories (the last 10% of the stories of the V2 slice,
-which no run trains on). Runs go `--parallel` at a time, each pinned to its own thread count;
+`FILE@90%:`, which no run trains on). Runs go `--parallel` at a time, each pinned to its own thread count;
 with 2 runs on a 2-core machine they share memory bandwidth, so compare within one sweep.
 
     .venv/bin/python bench/recipe_sweep.py --time 10m --parallel 2    # every candidate below
@@ -50,16 +50,8 @@ CANDIDATES = {
 }
 
 
-def held_out_file(path: Path, source: Path, fraction: float = 0.1) -> int:
-    """Write the last `fraction` of the stories in `source` to `path`; returns the story count."""
-    stories = [s for s in iter_stories(str(source)) if s.strip()]
-    tail = stories[int(len(stories) * (1 - fraction)):]
-    path.write_text("".join(s.strip("\n") + "\n<|endoftext|>\n" for s in tail), encoding="utf-8")
-    return len(tail)
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every fixed-budget comparison shares (this sweep, bench/tokenizers.py)."""
     p.add_argument("--time", default="10m", help="training budget per run")
     p.add_argument("--threads", type=int, default=1, help="threads per run")
     p.add_argument("--parallel", type=int, default=1, help="runs at once")
@@ -69,59 +61,67 @@ def main() -> None:
     p.add_argument("--data", default=str(TRAIN))
     p.add_argument("--val-data", default=str(HELD_OUT))
     p.add_argument("--keep", help="keep the run directories here")
-    args = p.parse_args()
+
+
+def train_all(args, candidates: dict[str, str]):
+    """Train every candidate for the same budget; yield (name, options, run directory, held-out
+    spec) as each finishes. Held-out: the last 10% of the stories of --val-data."""
     for path in (args.data, args.val_data):
         if not Path(path).exists():
             sys.exit(f"{path} not found: this benchmark needs the TinyStories slices in ../shared "
                      "(or pass --data/--val-data)")
-    candidates = dict(CANDIDATES)
+    candidates = dict(candidates)
     candidates.update(dict(item.split("=", 1) for item in args.extra))
     if args.only:
         candidates = {name: candidates[name] for name in args.only.split(",")}
-
     work = Path(args.keep or tempfile.mkdtemp(prefix="sweep-"))
     work.mkdir(parents=True, exist_ok=True)
-    held_out = work / "held-out.txt"
-    n_stories = held_out_file(held_out, Path(args.val_data))
+    held_out = f"{args.val_data}@90%:"
+    n_stories = sum(1 for _ in iter_stories(held_out))
     print(f"# {cpu_name()} | {args.threads} thread(s) per run, {args.parallel} run(s) at once | "
           f"budget {args.time} | train: first 1,000,000 chars of {Path(args.data).name} | "
-          f"held-out: last {n_stories} stories of {Path(args.val_data).name}", flush=True)
-    python = sys.executable
+          f"held-out: last {n_stories} stories of {Path(args.val_data).name} | runs in {work}",
+          flush=True)
     queue = list(candidates.items())
-    running: list[tuple[str, str, subprocess.Popen, float]] = []
-    results = []
+    running: list[tuple[str, str, subprocess.Popen]] = []
     while queue or running:
         while queue and len(running) < args.parallel:
             name, options = queue.pop(0)
-            out = work / name
-            cmd = [python, "-m", "minigpt", "train", "--data", args.data, "--max-chars", "1000000",
-                   "--val-data", str(held_out), "--max-time", args.time, "--threads",
+            cmd = [sys.executable, "-m", "minigpt", "train", "--data", args.data, "--max-chars",
+                   "1000000", "--val-data", held_out, "--max-time", args.time, "--threads",
                    str(args.threads), "--eval-interval", "1000", "--sample-chars", "0",
-                   "--out", str(out), *shlex.split(options)]
+                   "--out", str(work / name), *shlex.split(options)]
             log = open(work / f"{name}.log", "w")
-            running.append((name, options, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
-                            time.time()))
+            running.append((name, options, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
         time.sleep(2)
         for item in list(running):
-            name, options, proc, _ = item
+            name, options, proc = item
             if proc.poll() is None:
                 continue
             running.remove(item)
             if proc.returncode:
                 print(f"{name}: training failed (exit {proc.returncode}), see {work / name}.log")
                 continue
-            results.append(score(python, name, options, work / name, held_out, args.threads))
-            print(results[-1]["row"], flush=True)
+            yield name, options, work / name, held_out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args()
+    results = []
+    for name, options, run, held_out in train_all(args, CANDIDATES):
+        results.append(score(sys.executable, name, options, run, held_out, args.threads))
+        print(results[-1]["row"], flush=True)
     print("\n| candidate | options | params | steps | train chars/s | held-out bits/char |")
     print("|---|---|---:|---:|---:|---:|")
     for r in sorted(results, key=lambda r: r["bpc"]):
         print(r["row"])
-    print(f"\nruns and logs: {work}")
 
 
-def score(python: str, name: str, options: str, run: Path, held_out: Path, threads: int) -> dict:
+def score(python: str, name: str, options: str, run: Path, held_out: str, threads: int) -> dict:
     out = subprocess.run([python, "-m", "minigpt", "eval", "--checkpoint", str(run), "--data",
-                          str(held_out), "--json"], capture_output=True, text=True, check=True,
+                          held_out, "--json"], capture_output=True, text=True, check=True,
                          env={"OMP_NUM_THREADS": str(threads), **_env()})
     result = json.loads(out.stdout)
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]

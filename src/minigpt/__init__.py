@@ -23,9 +23,9 @@ from .config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .introspect import attention_maps, next_char_probabilities, summary  # noqa: E402
 from .model import MiniGPT  # noqa: E402
-from .tokenizer import CharTokenizer  # noqa: E402
+from .tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer  # noqa: E402
 from .train import train  # noqa: E402
 
-__all__ = ["CharTokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
+__all__ = ["BPETokenizer", "CharTokenizer", "WordTokenizer", "load_tokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
            "attention_maps", "evaluate", "generate", "load", "next_char_probabilities", "summary",
            "train", "__version__"]

@@ -11,27 +11,28 @@ from .config import SampleConfig
 from .data import iter_stories
 from .device import pick_device
 from .errors import UserError
-from .evaluate import encode_for_eval, evaluate_ids
+from .evaluate import encode_for_eval, evaluate_ids, per_char
 from .generate import generate_text
 from .model import MiniGPT
-from .tokenizer import CharTokenizer
+from .tokenizer import Tokenizer
 
 
-def load(run_dir: str | Path, device: str = "auto") -> tuple[MiniGPT, CharTokenizer, dict]:
+def load(run_dir: str | Path, device: str = "auto") -> tuple[MiniGPT, Tokenizer, dict]:
     """(model in eval mode, tokenizer, config.json) from a run directory."""
     return load_model(run_dir, pick_device(device))
 
 
-def generate(model: MiniGPT, tokenizer: CharTokenizer, prompt: str = "", **options) -> str:
+def generate(model: MiniGPT, tokenizer: Tokenizer, prompt: str = "", **options) -> str:
     """Prompt + continuation. Options: any SampleConfig field (max_new_tokens, temperature, top_k,
     top_p, greedy, seed, stop_at_eos, use_cache)."""
     return generate_text(model, tokenizer, prompt, SampleConfig(), **options)
 
 
-def evaluate(model: MiniGPT, tokenizer: CharTokenizer, data: str | list[str],
+def evaluate(model: MiniGPT, tokenizer: Tokenizer, data: str | list[str],
              max_chars: int | None = None) -> dict:
     """Held-out loss on data specs (files, directories, 'bundled'): nats_per_char, bits_per_char,
-    perplexity, chars, and skipped_chars (characters the vocabulary lacks, left out)."""
+    perplexity (per character, whatever the tokenizer), chars, tokens, nats_per_token, and
+    skipped_chars (characters a char vocabulary lacks, left out); unk_share for word models."""
     specs = [data] if isinstance(data, str) else list(data)
 
     def stories():
@@ -43,9 +44,11 @@ def evaluate(model: MiniGPT, tokenizer: CharTokenizer, data: str | list[str],
                 if max_chars is not None and total >= max_chars:
                     return
 
-    ids, skipped = encode_for_eval(tokenizer, stories())
+    ids, skipped, chars = encode_for_eval(tokenizer, stories())
     if len(ids) < 2:
         raise UserError(f"no text to evaluate in {', '.join(specs)}")
     with torch.inference_mode():
-        result = evaluate_ids(model, ids)
+        result = per_char(evaluate_ids(model, ids), chars)
+    if tokenizer.kind == "word":
+        result["unk_share"] = ids.count(tokenizer.unk_id) / max(len(ids) - 1, 1)
     return dict(result, skipped_chars=skipped)

@@ -42,7 +42,7 @@ from . import __version__
 from .config import ModelConfig, from_dict
 from .errors import UserError
 from .model import MiniGPT
-from .tokenizer import CharTokenizer, load_tokenizer
+from .tokenizer import Tokenizer, load_tokenizer
 
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
 TRAIN_STATE, STATE, CHECKPOINTS = "train_state.safetensors", "state.json", "checkpoints"
@@ -118,10 +118,11 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_run_config(run_dir: Path, model_config: ModelConfig, train_config: dict) -> None:
+def save_run_config(run_dir: Path, model_config: ModelConfig, train_config: dict,
+                    tokenizer: str = "char") -> None:
     """config.json: everything needed to rebuild the model, plus how it was trained."""
     write_json(run_dir / CONFIG, {
-        "model": model_config.__dict__, "train": train_config, "tokenizer": "char",
+        "model": model_config.__dict__, "train": train_config, "tokenizer": tokenizer,
         "minigpt_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     })
@@ -227,7 +228,7 @@ def check_run_dir(path: str | Path) -> Path:
 
 
 def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
-               ) -> tuple[MiniGPT, CharTokenizer, dict]:
+               ) -> tuple[MiniGPT, Tokenizer, dict]:
     """Rebuild the model from a run directory: (model in eval mode, tokenizer, config.json)."""
     run_dir = check_run_dir(run_dir)
     config = read_json(run_dir / CONFIG)

@@ -46,6 +46,11 @@ def _add_train(sub) -> None:
     p.add_argument("--val-data", action="append", help="held-out data (default: 10%% of the stories)")
     p.add_argument("--max-chars", type=int, help="read at most this many characters "
                    "(default: 1,000,000 from the hub, everything from files)")
+    p.add_argument("--tokenizer", choices=["char", "bpe", "word"],
+                   help="char: one token per character (default); bpe: byte-level BPE; word: words "
+                   "and punctuation, rare ones as <unk>")
+    p.add_argument("--vocab-size", "--vocab_size", type=int, dest="tokenizer_vocab_size",
+                   help="bpe/word vocabulary size, end-of-story included (default: bpe 1024, word 4096)")
     p.add_argument("--out", default=None, help="run directory to create (default: runs/<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
     g = p.add_argument_group("model")
@@ -73,7 +78,9 @@ def _add_sampling(p) -> None:
 
     d = SampleConfig()
     p.add_argument(*_names("max_new_tokens"), type=int, default=d.max_new_tokens, dest="max_new_tokens",
-                   help="characters to generate")
+                   help="tokens to generate (characters, for a character model)")
+    p.add_argument(*_names("max_new_chars"), type=int, dest="max_new_chars",
+                   help="characters to generate, whatever the tokenizer (replaces --max-new-tokens)")
     p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
     p.add_argument("--top-k", "--top_k", type=int, dest="top_k", help="keep the k likeliest characters")
     p.add_argument("--top-p", "--top_p", type=float, dest="top_p", help="nucleus sampling, in (0, 1]")
@@ -199,7 +206,8 @@ def cmd_generate(args) -> int:
     from .device import pick_device
     from .generate import make_generator, stream
 
-    cfg = SampleConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+    cfg = SampleConfig(max_new_tokens=None if args.max_new_chars is not None else args.max_new_tokens,
+                       max_new_chars=args.max_new_chars, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed,
                        num_samples=args.num_samples, stop_at_eos=not args.no_stop,
                        use_cache=not args.no_cache)
@@ -230,6 +238,11 @@ def cmd_eval(args) -> int:
     else:
         print(f"{result['chars']:,} characters: {result['nats_per_char']:.4f} nats/char | "
               f"{result['bits_per_char']:.4f} bits/char | perplexity {result['perplexity']:.3f}")
+        if tokenizer.kind != "char":
+            print(f"{result['tokens']:,} {tokenizer.kind} tokens: {result['nats_per_token']:.4f} "
+                  f"nats/token ({result['chars'] / result['tokens']:.2f} characters per token)")
+        if result.get("unk_share"):
+            print(f"{result['unk_share']:.2%} of the tokens are <unk> (words outside the vocabulary)")
         if result["skipped_chars"]:
             print(f"({result['skipped_chars']:,} characters outside the model's vocabulary were skipped)")
     return 0

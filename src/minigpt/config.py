@@ -67,6 +67,8 @@ class TrainConfig:
     val_data: list[str] = field(default_factory=list)  # held-out sources; default: 10% of data
     max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
+    tokenizer: str = "char"  # char | bpe | word (tokenizer.py); bpe and word are trained on the data
+    tokenizer_vocab_size: int | None = None  # bpe/word vocabulary (--vocab-size); None: per-kind default
     batch_size: int = 16  # windows per step (the recipe sweep: docs/performance.md)
     # (the global batch: under torchrun it is shared out among the processes)
     grad_accum: int = 1  # micro-batches per process per step, summed before the optimizer step
@@ -119,6 +121,13 @@ class TrainConfig:
             parse_duration(self.max_time)
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.tokenizer not in ("char", "bpe", "word"):
+            raise UserError(f"tokenizer must be char, bpe or word, got {self.tokenizer!r}")
+        if self.tokenizer_vocab_size is not None:
+            if self.tokenizer == "char":
+                raise UserError("--vocab-size is for --tokenizer bpe or word; a character "
+                                "vocabulary is the characters of the data")
+            _positive_int("vocab_size", self.tokenizer_vocab_size)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not self.data:
@@ -129,7 +138,9 @@ class TrainConfig:
 class SampleConfig:
     """How text is drawn from the model's next-character distribution."""
 
-    max_new_tokens: int = 500  # characters to add (a short story is 500-1000)
+    max_new_tokens: int | None = 500  # tokens to add (characters for the char tokenizer)
+    max_new_chars: int | None = None  # characters to add, whatever the tokenizer; when set, it
+    # is the limit and max_new_tokens is ignored (every token is at least one character)
     temperature: float = 0.8  # < 1 sharpens the distribution: fewer spelling slips
     top_k: int | None = None  # keep only the k most likely characters
     top_p: float | None = None  # keep the smallest set whose probability reaches p
@@ -140,8 +151,12 @@ class SampleConfig:
     use_cache: bool = True  # KV cache: same result as recomputing, much faster
 
     def validate(self) -> None:
-        if self.max_new_tokens < 0:
-            raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        for name in ("max_new_tokens", "max_new_chars"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserError(f"{name} must be >= 0, got {value}")
+        if self.max_new_tokens is None and self.max_new_chars is None:
+            raise UserError("give max_new_tokens or max_new_chars: how long the story may grow")
         _positive_int("num_samples", self.num_samples)
         if not self.temperature >= 0:
             raise UserError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")

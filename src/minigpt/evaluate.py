@@ -5,6 +5,12 @@ Dividing by ln 2 gives bits per character (bpc): how many bits an ideal compress
 model would spend per character. Perplexity, e^nats, is the number of equally likely characters
 the model is effectively choosing between. The end-of-story symbol counts as one character.
 
+With a bpe or word tokenizer the model predicts tokens, not characters. The total loss of a text
+is still the number of nats the model spends on it, so bits per character is
+total nats / (ln 2 x characters of the text), whatever the tokenizer: that is what makes runs with
+different tokenizers comparable. Nats per token is reported too. (A word model's <unk> token
+stands for every rare word at once, so its bits/char is flattered by the share of <unk>.)
+
 `evaluate_ids` scores every character exactly once with as much context as the model allows:
 windows of block_size overlap by half, and each window scores only the characters the previous
 one did not (the first window scores all of its own).
@@ -20,7 +26,7 @@ import torch.nn.functional as F
 
 from .data import clean_text, get_batch
 from .model import MiniGPT
-from .tokenizer import CharTokenizer
+from .tokenizer import Tokenizer
 
 
 def loss_summary(total_nats: float, count: int) -> dict:
@@ -61,21 +67,35 @@ def evaluate_ids(model: MiniGPT, ids, batch_size: int = 32, stride: int | None =
                 total += nll[row, first:].sum().item()
                 count += length - first
     model.train(was_training)
-    return loss_summary(total, count)
+    return dict(loss_summary(total, count), total_nats=total, tokens=count)
 
 
-def encode_for_eval(tokenizer: CharTokenizer, stories) -> tuple[list[int], int]:
-    """Clean stories, drop characters the vocabulary lacks (counted), join with end-of-story."""
-    ids, skipped = [], 0
+def encode_for_eval(tokenizer: Tokenizer, stories) -> tuple[list[int], int, int]:
+    """Clean stories and join them with end-of-story -> (ids, skipped, chars).
+
+    A character model drops characters its vocabulary lacks (`skipped` counts them). `chars` is
+    the number of characters the predictions cover: every story character and every end-of-story
+    marker but the first, which is only context.
+    """
+    ids, skipped, chars = [], 0, -1
     for story in stories:
         story = clean_text(story)
         if not story:
             continue
-        known = [tokenizer.stoi[c] for c in story if c in tokenizer.stoi]
-        skipped += len(story) - len(known)
+        if tokenizer.kind == "char":
+            known = "".join(c for c in story if c in tokenizer.stoi)
+            skipped += len(story) - len(known)
+            story = known
         ids.append(tokenizer.eos_id)
-        ids.extend(known)
-    return ids, skipped
+        ids.extend(tokenizer.encode(story))
+        chars += len(story) + 1
+    return ids, skipped, max(chars, 0)
+
+
+def per_char(result: dict, chars: int) -> dict:
+    """Turn evaluate_ids' per-token result into per-character figures (plus the per-token ones)."""
+    return dict(loss_summary(result["total_nats"], chars), tokens=result["tokens"],
+                nats_per_token=result["total_nats"] / max(result["tokens"], 1))
 
 
 @torch.no_grad()

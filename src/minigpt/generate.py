@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .config import SampleConfig
 from .data import normalise_characters
 from .model import KVCache, MiniGPT
-from .tokenizer import CharTokenizer
+from .tokenizer import Tokenizer
 
 
 def filter_logits(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
@@ -100,7 +100,8 @@ def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
     cache = KVCache(model.config, 1, param.dtype, param.device) if cfg.use_cache else None
     weights = model.decode_weights() if cfg.use_cache else None
     fed = start  # with the cache: seq[start:fed] is already in it
-    for _ in range(cfg.max_new_tokens):
+    limit = cfg.max_new_chars if cfg.max_new_chars is not None else cfg.max_new_tokens
+    for _ in range(limit):
         if len(seq) - start > block:
             start = fed = len(seq) - keep  # slide: positions restart, so the cache does too
             if cache is not None:
@@ -126,7 +127,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return generator
 
 
-def prompt_ids(tokenizer: CharTokenizer, prompt: str) -> list[int]:
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
     """End-of-story then the prompt: the model sees 'a new story starts here, like this'.
 
     Typographic punctuation in the prompt is mapped to ASCII like the training text; a character
@@ -135,16 +136,29 @@ def prompt_ids(tokenizer: CharTokenizer, prompt: str) -> list[int]:
     return [tokenizer.eos_id] + tokenizer.encode(normalise_characters(prompt))
 
 
-def stream(model: MiniGPT, tokenizer: CharTokenizer, prompt: str, cfg: SampleConfig,
+def stream(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig,
            generator: torch.Generator | None = None) -> Iterator[str]:
-    """Yield the story one character at a time (without the prompt)."""
+    """Yield the story one token's text at a time (without the prompt).
+
+    With `cfg.max_new_chars` the story stops at exactly that many characters, cutting the last
+    token's text if it runs over.
+    """
     if generator is None:
         generator = make_generator(cfg.seed, next(model.parameters()).device)
-    for token in generate_ids(model, prompt_ids(tokenizer, prompt), cfg, tokenizer.eos_id, generator):
-        yield tokenizer.decode([token])
+    left = cfg.max_new_chars
+    tokens = generate_ids(model, prompt_ids(tokenizer, prompt), cfg, tokenizer.eos_id, generator)
+    for token in tokens:
+        piece = tokenizer.piece(token)
+        if left is not None:
+            piece = piece[:left]
+            left -= len(piece)
+        yield piece
+        if left == 0:
+            tokens.close()  # leave inference mode and restore the model's train/eval state
+            return
 
 
-def generate_text(model: MiniGPT, tokenizer: CharTokenizer, prompt: str,
+def generate_text(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
                   cfg: SampleConfig | None = None, **options) -> str:
     """Prompt + continuation as one string. `options` override fields of `cfg`."""
     cfg = cfg or SampleConfig()

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from .config import SampleConfig
 from .generate import filter_logits, prompt_ids
 from .model import MiniGPT
-from .tokenizer import CharTokenizer
+from .tokenizer import Tokenizer
 
 
 @torch.no_grad()
-def attention_maps(model: MiniGPT, tokenizer: CharTokenizer, prompt: str) -> tuple[torch.Tensor, list[str]]:
+def attention_maps(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> tuple[torch.Tensor, list[str]]:
     """Attention weights for `prompt`: a tensor (n_layers, num_heads, T, T) and the T characters.
 
     Row i of a map is how much position i draws from each earlier position; rows sum to 1 and the
@@ -36,7 +36,7 @@ def attention_maps(model: MiniGPT, tokenizer: CharTokenizer, prompt: str) -> tup
     finally:
         model.set_attention(previous)
         model.train(was_training)
-    labels = ["<eos>" if i == tokenizer.eos_id else tokenizer.itos[i] for i in ids]
+    labels = ["<eos>" if i == tokenizer.eos_id else tokenizer.piece(i) for i in ids]
     return maps, labels
 
 
@@ -118,7 +118,7 @@ def format_summary(stages: list[Stage], model: MiniGPT) -> str:
 
 
 @torch.no_grad()
-def next_char_probabilities(model: MiniGPT, tokenizer: CharTokenizer, prompt: str,
+def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
                             cfg: SampleConfig | None = None, top: int = 10) -> list[dict]:
     """The `top` likeliest next characters after `prompt`.
 
@@ -140,5 +140,5 @@ def next_char_probabilities(model: MiniGPT, tokenizer: CharTokenizer, prompt: st
     else:
         sampled = F.softmax(filter_logits(last[None], cfg)[0], dim=-1)
     order = torch.argsort(raw, descending=True)[:top]
-    return [{"char": tokenizer.decode([int(i)]), "prob": float(raw[i]), "sampled": float(sampled[i])}
+    return [{"char": tokenizer.piece(int(i)), "prob": float(raw[i]), "sampled": float(sampled[i])}
             for i in order]

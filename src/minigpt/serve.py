@@ -48,7 +48,7 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
 
     def sample_config(self) -> SampleConfig:
-        return SampleConfig(max_new_tokens=self.max_new_chars, temperature=self.temperature,
+        return SampleConfig(max_new_tokens=None, max_new_chars=self.max_new_chars, temperature=self.temperature,
                             top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 
@@ -237,7 +237,7 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
         if lines:
             last = json.loads(lines[-1])
             facts["held_out_bits_per_char"] = round(last["val_bpc"], 4)
-            facts["train_bits_per_char"] = round(last["train_nats"] / 0.6931471805599453, 4)
+            facts["train_bits_per_char"] = round(last.get("train_bpc", last["train_nats"] / 0.6931471805599453), 4)
     return facts
 
 

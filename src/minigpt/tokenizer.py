@@ -1,14 +1,32 @@
-"""Character tokenizer: every character is one token, plus one end-of-story token.
+"""Tokenizers: text <-> integer ids. Three kinds behind one small interface.
 
-The vocabulary is the sorted set of characters seen in the (cleaned) training text. Id 0 is reserved
-for the end-of-story symbol, written `<|endoftext|>` as in the TinyStories files, so the model can
-learn where a story ends and generation can stop there. Because the symbol has its own id, ordinary
-text can never produce it, even text that happens to contain the characters "<|endoftext|>".
+- `char` (the default, the seed's): every character is one token. The vocabulary is the sorted
+  set of characters in the cleaned training text.
+- `bpe`: byte-level byte-pair encoding, trained on the training split with the HuggingFace
+  `tokenizers` library. It starts from the 256 byte values and merges the most frequent
+  neighbouring pairs until the vocabulary has `vocab_size` entries, so frequent words (" the",
+  " said") become one token and any text at all can still be written.
+- `word`: words, numbers and single punctuation marks as tokens, each keeping the space before it
+  (" cat" and "cat" are different tokens), and newlines as tokens. Tokens seen fewer than
+  `WORD_MIN_COUNT` times, and all but the `vocab_size` most frequent, become one `<unk>` token.
+
+Shared rules:
+- Id 0 is the end-of-story token, written `<|endoftext|>` as in the TinyStories files, so the model
+  learns where a story ends and generation can stop there. It has its own id, so ordinary text can
+  never produce it, even text that contains the characters "<|endoftext|>".
+- `decode(encode(text)) == text` for the cleaned TinyStories text the models train on: exactly for
+  `char` and `bpe`; for `word` too, except that a word outside the vocabulary comes back as `<unk>`
+  (with its leading space kept). Cleaning (data/clean.py) has already made whitespace regular:
+  single spaces, and single newlines between paragraphs.
+- `piece(id)` is the text of one token, for streaming and labels; `dtype` is the smallest unsigned
+  integer type that holds every id, for the memory-mapped id files.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,10 +35,34 @@ import numpy as np
 from .errors import UserError
 
 EOS_TEXT = "<|endoftext|>"
+UNK_TEXT = "<unk>"
+KINDS = ("char", "bpe", "word")
+DEFAULT_VOCAB = {"bpe": 1024, "word": 4096}  # chosen by bench/tokenizers.py (README table)
+WORD_MIN_COUNT = 2  # a word seen once in training is left to <unk>, so the model learns <unk>
+MAX_VOCAB = 65535  # ids are stored as uint16
 
 
-class CharTokenizer:
-    """Maps text <-> integer ids, one id per character; id 0 is end-of-story."""
+class _Base:
+    kind = ""
+    eos_id = 0
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if self.vocab_size <= 256 else np.dtype(np.uint16)
+
+    def unknown(self, text: str) -> list[str]:
+        """Pieces of `text` the tokenizer cannot encode (only `char` refuses anything)."""
+        return []
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+class CharTokenizer(_Base):
+    """One id per character; id 0 is end-of-story."""
 
     kind = "char"
 
@@ -29,22 +71,16 @@ class CharTokenizer:
         if any(len(c) != 1 for c in chars):
             raise ValueError("a character vocabulary holds single characters only")
         self.chars = chars
-        self.eos_id = 0
         self.stoi = {c: i + 1 for i, c in enumerate(chars)}
         self.itos = {i + 1: c for i, c in enumerate(chars)}
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         return cls(set(text))
 
     @property
     def vocab_size(self) -> int:
         return len(self.chars) + 1
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The smallest unsigned integer type that holds every id (uint8 for characters)."""
-        return np.dtype(np.uint8) if self.vocab_size <= 256 else np.dtype(np.uint16)
 
     def unknown(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocabulary, in order of first appearance."""
@@ -61,22 +97,168 @@ class CharTokenizer:
         return [self.stoi[c] for c in text]
 
     def decode(self, ids: Iterable[int]) -> str:
-        return "".join(EOS_TEXT if i == self.eos_id else self.itos[int(i)] for i in ids)
+        return "".join(self.piece(i) for i in ids)
+
+    def piece(self, token: int) -> str:
+        return EOS_TEXT if token == self.eos_id else self.itos[int(token)]
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "eos": EOS_TEXT, "eos_id": self.eos_id, "chars": self.chars}
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-
     @classmethod
-    def from_dict(cls, data: dict) -> "CharTokenizer":
-        if data.get("kind") != cls.kind or not isinstance(data.get("chars"), list):
-            raise UserError(f"tokenizer.json is not a character tokenizer (kind={data.get('kind')!r})")
+    def from_dict(cls, data: dict) -> CharTokenizer:
+        if not isinstance(data.get("chars"), list):
+            raise UserError("tokenizer.json: a character tokenizer needs a \"chars\" list")
         return cls(data["chars"])
 
 
-def load_tokenizer(path: str | Path) -> CharTokenizer:
+class BPETokenizer(_Base):
+    """Byte-level BPE from HuggingFace `tokenizers`; our id = its id + 1, so 0 stays end-of-story."""
+
+    kind = "bpe"
+
+    def __init__(self, hf):
+        self.hf = hf
+        self._pieces = [EOS_TEXT] + [hf.decode([i]) for i in range(hf.get_vocab_size())]
+
+    @classmethod
+    def train(cls, stories: Iterable[str], vocab_size: int) -> BPETokenizer:
+        if not 257 <= vocab_size <= MAX_VOCAB:
+            raise UserError(f"--vocab-size for bpe must be between 257 (256 bytes + end-of-story) "
+                            f"and {MAX_VOCAB}, got {vocab_size}")
+        tk = _import_tokenizers()
+        hf = tk.Tokenizer(tk.models.BPE())
+        hf.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = tk.decoders.ByteLevel()
+        trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size - 1, show_progress=False,
+                                         initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
+        hf.train_from_iterator(stories, trainer)
+        return cls(hf)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._pieces)
+
+    def encode(self, text: str) -> list[int]:
+        return [i + 1 for i in self.hf.encode(text, add_special_tokens=False).ids]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [[i + 1 for i in e.ids] for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out, run = [], []
+        for i in ids:
+            if int(i) == self.eos_id:
+                out += [self.hf.decode(run), EOS_TEXT] if run else [EOS_TEXT]
+                run = []
+            else:
+                run.append(int(i) - 1)
+        if run:
+            out.append(self.hf.decode(run))
+        return "".join(out)
+
+    def piece(self, token: int) -> str:
+        return self._pieces[int(token)]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "eos": EOS_TEXT, "eos_id": self.eos_id,
+                "huggingface": json.loads(self.hf.to_str())}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BPETokenizer:
+        if not isinstance(data.get("huggingface"), dict):
+            raise UserError("tokenizer.json: a bpe tokenizer needs its \"huggingface\" object")
+        tk = _import_tokenizers()
+        return cls(tk.Tokenizer.from_str(json.dumps(data["huggingface"])))
+
+
+# A word (with the space before it), a number, one other mark (with its space), or one whitespace
+# character. Every character of any text falls in exactly one match, so joining them gives it back.
+_WORD_RE = re.compile(r" ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\s")
+
+
+class WordTokenizer(_Base):
+    """Words and punctuation as tokens; 0 = end-of-story, 1 = <unk>, then by frequency."""
+
+    kind = "word"
+    unk_id = 1
+
+    def __init__(self, words: list[str]):
+        self.words = [EOS_TEXT, UNK_TEXT] + list(words)
+        self.stoi = {w: i for i, w in enumerate(self.words) if i > self.unk_id}
+
+    @classmethod
+    def train(cls, stories: Iterable[str], vocab_size: int,
+              min_count: int = WORD_MIN_COUNT) -> WordTokenizer:
+        if not 4 <= vocab_size <= MAX_VOCAB:
+            raise UserError(f"--vocab-size for word must be between 4 and {MAX_VOCAB}, got {vocab_size}")
+        counts = Counter()
+        for story in stories:
+            counts.update(_WORD_RE.findall(story))
+        # " " and "\n" always: an unknown word keeps its space, so spacing survives <unk>.
+        words = [" ", "\n"]
+        ranked = sorted((w for w, n in counts.items() if n >= min_count and w not in words),
+                        key=lambda w: (-counts[w], w))
+        return cls(words + ranked[: vocab_size - 4])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for token in _WORD_RE.findall(text):
+            index = self.stoi.get(token)
+            if index is not None:
+                ids.append(index)
+            elif token.startswith(" ") and len(token) > 1:
+                ids += [self.stoi[" "], self.stoi.get(token[1:], self.unk_id)]
+            else:
+                ids.append(self.unk_id)
+        return ids
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Tokens of `text` that would become <unk>, in order of first appearance."""
+        return list(dict.fromkeys(t.strip() for t in _WORD_RE.findall(text)
+                                  if t not in self.stoi and t[1:] not in self.stoi))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.words[int(i)] for i in ids)
+
+    def piece(self, token: int) -> str:
+        return self.words[int(token)]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "eos": EOS_TEXT, "eos_id": self.eos_id, "unk": UNK_TEXT,
+                "unk_id": self.unk_id, "words": self.words[2:]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WordTokenizer:
+        if not isinstance(data.get("words"), list):
+            raise UserError("tokenizer.json: a word tokenizer needs a \"words\" list")
+        return cls(data["words"])
+
+
+Tokenizer = CharTokenizer | BPETokenizer | WordTokenizer
+_CLASSES = {cls.kind: cls for cls in (CharTokenizer, BPETokenizer, WordTokenizer)}
+
+
+def train_tokenizer(kind: str, stories: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
+    """A `bpe` or `word` tokenizer trained on `stories` (char vocabularies come from counts)."""
+    if kind not in ("bpe", "word"):
+        raise UserError(f"tokenizer must be one of {', '.join(KINDS)}, got {kind!r}")
+    return _CLASSES[kind].train(stories, vocab_size or DEFAULT_VOCAB[kind])
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    cls = _CLASSES.get(data.get("kind")) if isinstance(data, dict) else None
+    if cls is None:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        raise UserError(f"tokenizer.json has an unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return cls.from_dict(data)
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
     """Read tokenizer.json from a run directory."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -84,4 +266,17 @@ def load_tokenizer(path: str | Path) -> CharTokenizer:
         raise UserError(f"{path} is missing: is this a run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from None
-    return CharTokenizer.from_dict(data)
+    return tokenizer_from_dict(data)
+
+
+def _import_tokenizers():
+    try:
+        import tokenizers
+        import tokenizers.decoders
+        import tokenizers.models
+        import tokenizers.pre_tokenizers
+        import tokenizers.trainers
+    except ImportError:
+        raise UserError("the bpe tokenizer needs the `tokenizers` package: "
+                        "pip install tokenizers (or use --tokenizer char)") from None
+    return tokenizers

@@ -29,7 +29,7 @@ from .distributed import (Dist, all_agree, gather_objects, restarted_by_torchrun
                           teardown)
 from .errors import UserError
 from .evaluate import estimate_loss
-from .generate import generate_ids, make_generator
+from .generate import make_generator, stream
 from .model import MiniGPT
 from .precision import autocast, resolve_precision
 from .rundir import RESUMABLE, check_disk_space, forget_after, resume_configs, start_run
@@ -196,8 +196,9 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
     # The causal mask is the only buffer and never changes: no need to broadcast it every step.
     net = DistributedDataParallel(model, forward_sync_buffers=False) if d.enabled else model
     budget = Budget(cfg, len(splits.train), model_cfg.block_size)
+    unit = "chars" if splits.tokenizer.kind == "char" else f"{splits.tokenizer.kind} tokens"
     log(f"model: {model.num_parameters():,} parameters | vocab {model_cfg.vocab_size} | "
-        f"data: {len(splits.train):,} train / {len(splits.val):,} held-out chars | "
+        f"data: {len(splits.train):,} train / {len(splits.val):,} held-out {unit} | "
         f"device {device}{f' ({threads} threads)' if threads else ''} | "
         f"precision {cfg.precision} ({why}) | run {out_dir}")
     if resume:
@@ -210,7 +211,7 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
     handlers = _install_stop_handlers(stop)
     progress = Progress(budget) if d.is_main else None
     micro = cfg.batch_size // (d.world_size * cfg.grad_accum)
-    chars_per_step = cfg.batch_size * model_cfg.block_size
+    chars_per_step = cfg.batch_size * model_cfg.block_size * splits.chars_per_token("train")
     interval_losses, interval_start, interval_steps = [], time.monotonic(), 0
     net.train()
     mark = time.monotonic()  # training time is measured from here, eval and checkpoints excluded
@@ -315,8 +316,11 @@ def _evaluate_and_save(out_dir, model, optimizer, splits, cfg, log, rngs, batch_
     val = estimate_loss(model, splits.val, cfg.eval_batches, cfg.batch_size, cfg.seed)
     release_pages(splits.val)
     is_best, best_val = val < best_val, min(best_val, val)
-    record = {"step": step, "train_nats": train_nats, "val_nats": val, "val_bpc": val / math.log(2),
-              "lr": lr, "chars_per_s": speed, "elapsed_s": elapsed}
+    # Losses are per token; bits per *character* of the text they stand for compare across tokenizers.
+    train_cpt, val_cpt = splits.chars_per_token("train"), splits.chars_per_token("val")
+    record = {"step": step, "train_nats": train_nats, "val_nats": val,
+              "train_bpc": train_nats / train_cpt / math.log(2), "val_bpc": val / val_cpt / math.log(2),
+              "chars_per_token": val_cpt, "lr": lr, "chars_per_s": speed, "elapsed_s": elapsed}
     _log_eval(out_dir, record, model, splits, cfg, log)
     rng = {"torch": rngs[0].clone(), "batches": batch_rng.get_state()}
     rng.update({f"torch.{rank}": state for rank, state in enumerate(rngs)} if len(rngs) > 1 else {})
@@ -336,16 +340,15 @@ def _draw_loss(out_dir: Path, log) -> None:
 
 def _log_eval(out_dir: Path, record: dict, model: MiniGPT, splits: Splits, cfg: TrainConfig, log):
     """Print and store held-out loss and a sample story."""
-    log(f"step {record['step']}: train {record['train_nats']:.3f} nats/char | held-out "
-        f"{record['val_nats']:.3f} nats/char = {record['val_bpc']:.3f} bits/char")
+    unit = "char" if splits.tokenizer.kind == "char" else "token"
+    log(f"step {record['step']}: train {record['train_nats']:.3f} nats/{unit} | held-out "
+        f"{record['val_nats']:.3f} nats/{unit} = {record['val_bpc']:.3f} bits/char")
     with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     if cfg.sample_chars:
-        sample_cfg = SampleConfig(max_new_tokens=cfg.sample_chars, temperature=0.8)
-        tok = splits.tokenizer
-        ids = generate_ids(model, [tok.eos_id], sample_cfg, tok.eos_id,
-                           make_generator(cfg.seed, next(model.parameters()).device))
-        story = tok.decode(list(ids))
+        sample_cfg = SampleConfig(max_new_tokens=None, max_new_chars=cfg.sample_chars, temperature=0.8)
+        story = "".join(stream(model, splits.tokenizer, "", sample_cfg,
+                               make_generator(cfg.seed, next(model.parameters()).device)))
         log(f"sample: {story}")
         with open(out_dir / "samples.txt", "a", encoding="utf-8") as f:
             f.write(f"--- step {record['step']}\n{story}\n")

@@ -5,6 +5,11 @@ training or held-out split, and writes them as bytes straight to `train.bin` / `
 end-of-story id (0) before every story. Only then is the vocabulary known; a second pass rewrites
 the bytes as token ids in place, a chunk at a time. Nothing holds the whole corpus in memory, so
 a corpus larger than RAM works; training then reads random windows through `np.memmap`.
+
+With `--tokenizer bpe` or `word`, the tokenizer is trained on the stories of train.bin, and both
+files are re-encoded, a batch of stories at a time, as uint16 token ids. meta.json keeps the number
+of characters of each split (the end-of-story marker counting as one), so losses per token can be
+reported per character, comparable across tokenizers.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import UserError
-from ..tokenizer import CharTokenizer
+from ..tokenizer import CharTokenizer, Tokenizer, train_tokenizer
 from .clean import clean_text
 from .sources import HUB_DEFAULT_MAX_CHARS, iter_stories
 
@@ -32,7 +37,13 @@ class Splits:
 
     train: np.ndarray
     val: np.ndarray
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
+    train_chars: int = 0  # characters the ids stand for (0: unknown, same as tokens)
+    val_chars: int = 0
+
+    def chars_per_token(self, split: str = "val") -> float:
+        ids, chars = (self.val, self.val_chars) if split == "val" else (self.train, self.train_chars)
+        return chars / len(ids) if chars else 1.0
 
 
 def prepare_data(cfg: TrainConfig, data_dir: Path, log=print) -> Splits:
@@ -55,20 +66,28 @@ def prepare_data(cfg: TrainConfig, data_dir: Path, log=print) -> Splits:
             raise UserError(f"no text found in --val-data {', '.join(cfg.val_data)}")
         _split_tail(train_path, val_path, cfg.val_fraction)
         log(f"only {n_train} stories: held out the last {cfg.val_fraction:.0%} of the characters")
-    tokenizer = CharTokenizer(chr(b) for b in np.flatnonzero(counts) if b != EOS_BYTE)
-    table = np.zeros(256, dtype=np.uint8)
-    for char, index in tokenizer.stoi.items():
-        table[ord(char)] = index
-    for path in (train_path, val_path):
-        _remap_in_place(path, table)
-    meta = {"train_tokens": train_path.stat().st_size, "val_tokens": val_path.stat().st_size,
-            "train_stories": n_train, "val_stories": n_val, "sources": cfg.data,
-            "val_sources": cfg.val_data}
+    chars = {"train_chars": train_path.stat().st_size, "val_chars": val_path.stat().st_size}
+    if cfg.tokenizer == "char":
+        tokenizer = CharTokenizer(chr(b) for b in np.flatnonzero(counts) if b != EOS_BYTE)
+        table = np.zeros(256, dtype=np.uint8)
+        for char, index in tokenizer.stoi.items():
+            table[ord(char)] = index
+        for path in (train_path, val_path):
+            _remap_in_place(path, table)
+    else:
+        log(f"training the {cfg.tokenizer} tokenizer on the training stories ...")
+        tokenizer = train_tokenizer(cfg.tokenizer, _stories_in(train_path), cfg.tokenizer_vocab_size)
+        for path in (train_path, val_path):
+            _encode_file(path, tokenizer)
+    tokens = {name: path.stat().st_size // tokenizer.dtype.itemsize
+              for name, path in (("train_tokens", train_path), ("val_tokens", val_path))}
+    meta = {**tokens, **chars, "tokenizer": tokenizer.kind, "train_stories": n_train,
+            "val_stories": n_val, "sources": cfg.data, "val_sources": cfg.val_data}
     (data_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     return load_splits(data_dir, tokenizer)
 
 
-def load_splits(data_dir: Path, tokenizer: CharTokenizer) -> Splits:
+def load_splits(data_dir: Path, tokenizer: Tokenizer) -> Splits:
     """Open the prepared arrays of a run directory read-only, without loading them into memory."""
     arrays = []
     for name in ("train.bin", "val.bin"):
@@ -76,7 +95,44 @@ def load_splits(data_dir: Path, tokenizer: CharTokenizer) -> Splits:
         if not path.exists() or path.stat().st_size == 0:
             raise UserError(f"{path} is missing or empty: the run's prepared data is damaged")
         arrays.append(np.memmap(path, dtype=tokenizer.dtype, mode="r"))
-    return Splits(arrays[0], arrays[1], tokenizer)
+    try:
+        meta = json.loads((data_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return Splits(arrays[0], arrays[1], tokenizer, meta.get("train_chars", 0), meta.get("val_chars", 0))
+
+
+def _stories_in(path: Path, chunk: int = 1 << 22):
+    """The cleaned stories of a byte file written by `_write_stories` (EOS_BYTE before each)."""
+    with open(path, "rb") as f:
+        rest = b""
+        while data := f.read(chunk):
+            *complete, rest = (rest + data).split(bytes([EOS_BYTE]))
+            yield from (s.decode("ascii") for s in complete if s)
+        if rest:
+            yield rest.decode("ascii")
+
+
+def _encode_file(path: Path, tokenizer: Tokenizer, batch: int = 2000) -> None:
+    """Replace the cleaned bytes of `path` by token ids: end-of-story, then the story's tokens."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        stories = []
+        for story in _stories_in(path):
+            stories.append(story)
+            if len(stories) == batch:
+                _write_ids(out, tokenizer, stories)
+                stories = []
+        _write_ids(out, tokenizer, stories)
+    tmp.replace(path)
+
+
+def _write_ids(out, tokenizer: Tokenizer, stories: list[str]) -> None:
+    ids = []
+    for encoded in tokenizer.encode_batch(stories):
+        ids.append(tokenizer.eos_id)
+        ids.extend(encoded)
+    out.write(np.asarray(ids, dtype=tokenizer.dtype).tobytes())
 
 
 def _write_stories(specs, limit, counts, train_f, val_f, val_fraction, log) -> tuple[int, int]:
