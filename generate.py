@@ -3,8 +3,9 @@
     from generate import generate, model, encoder, decoder
     print(generate(model, "Once upon a time", max_new_tokens=200))
 
-Importing this module loads the most recently trained checkpoint under ./runs (never an untrained
-model): `encoder` turns text into ids, `decoder` turns ids back into text. As a script,
+Importing this module loads the most recently trained checkpoint under ./runs, or the story model
+bundled with the package when there is none (never an untrained model): `encoder` turns text into
+ids, `decoder` turns ids back into text. As a script,
 `python generate.py "Once upon a time"` is `minigpt generate` with the same options.
 """
 
@@ -19,10 +20,10 @@ from minigpt.cli import main  # noqa: E402
 if __name__ == "__main__":
     raise SystemExit(main(["generate", *sys.argv[1:]]))
 
-from minigpt.checkpoint import find_latest_run, load_model  # noqa: E402
+from minigpt.pretrained import default_checkpoint, from_pretrained  # noqa: E402
 
-checkpoint = find_latest_run(Path.cwd() / "runs")
-model, tokenizer, config = load_model(checkpoint)
+checkpoint = default_checkpoint()
+model, tokenizer, config = from_pretrained(checkpoint)
 encoder = tokenizer.encode
 decoder = tokenizer.decode
 

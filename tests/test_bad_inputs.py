@@ -114,7 +114,16 @@ TABLE = [
      "does not match config.json"),
     ("cli", "damaged config.json", ["generate", "--checkpoint", "{d}/badconfig"], "is damaged"),
     ("cli", "missing tokenizer.json", ["generate", "--checkpoint", "{d}/notokenizer"], "is missing"),
-    ("cli", "no trained run yet", ["generate", "Once"], "no trained checkpoint"),
+    ("cli", "Hub model while offline", ["generate", "--checkpoint", "someone/story-model"],
+     "cannot be reached"),
+    ("cli", "report with zero stories", ["report", *RUN, "--stories", "0"], "must be positive"),
+    ("cli", "export onto an existing model", ["export", *RUN, "--out", "{d}/run"], "already holds"),
+    ("cli", "bpe vocabulary too small", ["train", "--data", "{story}", "--tokenizer", "bpe",
+                                         "--vocab-size", "100", "--out", "{d}/bpe"], "between 257"),
+    ("cli", "vocabulary size for characters", ["train", "--data", "{story}", "--vocab-size", "500",
+                                               "--out", "{d}/v"], "--vocab-size is for"),
+    ("cli", "negative max_new_chars", ["generate", *RUN, "--max-new-chars=-5"],
+     "max_new_chars must be >= 0"),
     # evaluation
     ("cli", "evaluate on empty data", ["eval", *RUN, "--data", "{d}/empty.txt"], "no text to evaluate"),
     ("cli", "evaluate without data", ["eval", *RUN], "--data"),
@@ -196,7 +205,7 @@ def test_bad_input(ws, story_file, capsys, monkeypatch, surface, what, call, exp
     from minigpt import UserError
     from minigpt.cli import main
 
-    monkeypatch.chdir(ws)  # so "no trained run yet" finds no ./runs
+    monkeypatch.chdir(ws)  # so no command finds a ./runs of the developer's
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     before = digest(ws)
     if surface == "api":

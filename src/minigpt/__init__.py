@@ -4,8 +4,10 @@ The public API:
 
     from minigpt import load, generate, evaluate, train, ModelConfig, TrainConfig, SampleConfig
 
+    model, tokenizer, config = load("bundled")        # the story model shipped in the package
     run = train(ModelConfig(n_layers=2), TrainConfig(data=["stories.txt"], max_steps=200), "runs/demo")
-    model, tokenizer, config = load(run)
+    model, tokenizer, config = load(run)               # a run directory, model directory or Hub id
+    save_pretrained(model, tokenizer, "my-model")     # config.json, model.safetensors, tokenizer.json
     print(generate(model, tokenizer, "Once upon a time", max_new_tokens=300, temperature=0.8))
     print(evaluate(model, tokenizer, "held-out.txt"))   # nats/char, bits/char, perplexity
 
@@ -23,9 +25,10 @@ from .config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .introspect import attention_maps, next_char_probabilities, summary  # noqa: E402
 from .model import MiniGPT  # noqa: E402
+from .pretrained import from_pretrained, save_pretrained  # noqa: E402
 from .tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer  # noqa: E402
 from .train import train  # noqa: E402
 
 __all__ = ["BPETokenizer", "CharTokenizer", "WordTokenizer", "load_tokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
-           "attention_maps", "evaluate", "generate", "load", "next_char_probabilities", "summary",
+           "attention_maps", "evaluate", "from_pretrained", "generate", "load", "save_pretrained", "next_char_probabilities", "summary",
            "train", "__version__"]

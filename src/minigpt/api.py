@@ -1,4 +1,4 @@
-"""The Python API in three verbs: load a run, generate from it, evaluate it on held-out text."""
+"""The Python API in three verbs: load a model, generate from it, evaluate it on held-out text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model
 from .config import SampleConfig
 from .data import iter_stories
 from .device import pick_device
@@ -14,12 +13,14 @@ from .errors import UserError
 from .evaluate import encode_for_eval, evaluate_ids, per_char
 from .generate import generate_text
 from .model import MiniGPT
+from .pretrained import from_pretrained
 from .tokenizer import Tokenizer
 
 
-def load(run_dir: str | Path, device: str = "auto") -> tuple[MiniGPT, Tokenizer, dict]:
-    """(model in eval mode, tokenizer, config.json) from a run directory."""
-    return load_model(run_dir, pick_device(device))
+def load(source: str | Path | None = "bundled", device: str = "auto") -> tuple[MiniGPT, Tokenizer, dict]:
+    """(model in eval mode, tokenizer, config.json) from a run directory, a model directory,
+    'bundled' (the model shipped in the package) or a Hub repository id."""
+    return from_pretrained(source, pick_device(device))
 
 
 def generate(model: MiniGPT, tokenizer: Tokenizer, prompt: str = "", **options) -> str:

@@ -22,6 +22,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+CHECKPOINT_HELP = ("run directory, model directory (minigpt export), 'bundled' or a Hub id "
+                   "owner/name (default: the newest run under runs/, else the bundled model)")
+
+
 def _names(name: str) -> list[str]:
     """--block-size and the seed's spelling --block_size both work."""
     dashed = "--" + name.replace("_", "-")
@@ -101,23 +105,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write a story from a prompt",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("prompt", nargs="?", default="", help="how the story begins")
-    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--device", default="auto")
     _add_sampling(p)
     p = sub.add_parser("eval", help="held-out loss in nats/char, bits/char and perplexity")
-    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--data", action="append", required=True, help="file, directory or 'bundled'")
     p.add_argument("--max-chars", type=int, help="evaluate at most this many characters")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p = sub.add_parser("serve", help="a local web page and HTTP API for writing stories")
-    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it on this computer")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-concurrent", type=int, default=2, help="stories written at once")
+    p = sub.add_parser("report", help="held-out bits/char and measures of generated stories")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("--data", action="append", help="held-out data (default: the run's own held-out split)")
+    p.add_argument("--stories", type=int, default=20, help="stories to generate")
+    p.add_argument("--max-new-chars", type=int, default=1500, help="length limit of each story")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0, help="story i uses seed + i")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("export", help="write a run as a Hub-style model directory")
+    p.add_argument("--checkpoint", required=True, help="the run directory to export")
+    p.add_argument("--out", required=True, help="new directory: config.json, model.safetensors, "
+                   "tokenizer.json, words.txt")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="weights' storage type (fp16: half the size; loaded as fp32)")
+    p.add_argument("--card", help="a model card (markdown) to include as README.md")
     p = sub.add_parser("attention", help="save a PNG grid of attention heat-maps for a prompt")
     p.add_argument("prompt", help="the characters to look at (up to block_size)")
-    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--layer", type=int, help="only this layer (0-based)")
     p.add_argument("--head", type=int, help="only this head (0-based)")
     p.add_argument("--out", default="attention.png", help="PNG file to write")
@@ -136,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="B in the example forward pass")
     p = sub.add_parser("next", help="the likeliest next characters after a prompt, with probabilities")
     p.add_argument("prompt", nargs="?", default="")
-    p.add_argument("--checkpoint", help="run directory (default: the newest under runs/)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--top", type=int, default=10, help="how many characters to list")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", "--top_k", type=int, dest="top_k")
@@ -194,13 +214,15 @@ def cmd_train(args) -> int:
 
 
 def _resolve_checkpoint(path):
-    from .checkpoint import find_latest_run
+    """A run directory, model directory, 'bundled' or Hub id as given; without one, the newest
+    run under ./runs, or the bundled model when there is none."""
+    from .pretrained import default_checkpoint, resolve
 
-    return path if path else find_latest_run("runs")
+    return resolve(path) if path else default_checkpoint()
 
 
 def cmd_generate(args) -> int:
-    from .checkpoint import load_model
+    from .pretrained import from_pretrained
     from .config import SampleConfig
     from .data import normalise_characters
     from .device import pick_device
@@ -213,7 +235,7 @@ def cmd_generate(args) -> int:
                        use_cache=not args.no_cache)
     cfg.validate()
     device = pick_device(args.device)
-    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint), device)
+    model, tokenizer, _ = from_pretrained(_resolve_checkpoint(args.checkpoint), device)
     tokenizer.encode(normalise_characters(args.prompt))  # unknown characters: fail before printing
     generator = make_generator(cfg.seed, device)
     for index in range(cfg.num_samples):
@@ -228,10 +250,10 @@ def cmd_generate(args) -> int:
 
 def cmd_eval(args) -> int:
     from .api import evaluate
-    from .checkpoint import load_model
+    from .pretrained import from_pretrained
     from .device import pick_device
 
-    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint), pick_device(args.device))
+    model, tokenizer, _ = from_pretrained(_resolve_checkpoint(args.checkpoint), pick_device(args.device))
     result = evaluate(model, tokenizer, _split_specs(args.data), max_chars=args.max_chars)
     if args.json:
         print(json.dumps(result))
@@ -258,11 +280,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_attention(args) -> int:
-    from .checkpoint import load_model
+    from .pretrained import from_pretrained
     from .introspect import attention_maps
     from .viz import plot_attention
 
-    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint))
+    model, tokenizer, _ = from_pretrained(_resolve_checkpoint(args.checkpoint))
     maps, labels = attention_maps(model, tokenizer, args.prompt)
     print(f"saved {plot_attention(maps, labels, args.out, args.layer, args.head)} "
           f"({maps.shape[0]} layers x {maps.shape[1]} heads, {len(labels)} characters)")
@@ -277,13 +299,13 @@ def cmd_plot(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .checkpoint import load_model
+    from .pretrained import from_pretrained
     from .config import ModelConfig, load_toml, merged
     from .introspect import format_summary, summary
     from .model import MiniGPT
 
     if args.checkpoint:
-        model, _, _ = load_model(args.checkpoint)
+        model, _, _ = from_pretrained(_resolve_checkpoint(args.checkpoint))
     else:
         sections = load_toml(args.config) if args.config else {"model": {}}
         knobs = {k: getattr(args, k) for k in ("block_size", "n_embd", "num_heads", "n_layers",
@@ -299,13 +321,13 @@ def cmd_summary(args) -> int:
 
 
 def cmd_next(args) -> int:
-    from .checkpoint import load_model
+    from .pretrained import from_pretrained
     from .config import SampleConfig
     from .introspect import next_char_probabilities
 
     if args.top <= 0:
         raise UserError(f"--top must be a positive integer, got {args.top}")
-    model, tokenizer, _ = load_model(_resolve_checkpoint(args.checkpoint))
+    model, tokenizer, _ = from_pretrained(_resolve_checkpoint(args.checkpoint))
     cfg = SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     rows = next_char_probabilities(model, tokenizer, args.prompt, cfg, top=args.top)
     if args.json:
@@ -319,11 +341,38 @@ def cmd_next(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .device import pick_device
+    from .report import format_report, report
+
+    if args.stories <= 0 or args.max_new_chars <= 0:
+        raise UserError("--stories and --max-new-chars must be positive")
+    if not args.temperature >= 0:
+        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
+    result = report(_resolve_checkpoint(args.checkpoint), _split_specs(args.data) or None,
+                    args.stories, args.max_new_chars, args.seed, args.temperature,
+                    pick_device(args.device))
+    print(json.dumps(result, indent=1) if args.json else format_report(result))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .pretrained import export
+
+    if os.path.exists(os.path.join(args.out, "config.json")):
+        raise UserError(f"{args.out} already holds a model; choose a new --out")
+    out = export(args.checkpoint, args.out, args.dtype, args.card)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"saved {out} ({size / 1e6:.1f} MB): load it with --checkpoint {out} or "
+          f"minigpt.from_pretrained({str(out)!r})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval,
                "serve": cmd_serve, "attention": cmd_attention, "plot": cmd_plot, "summary": cmd_summary,
-               "next": cmd_next}[args.command]
+               "next": cmd_next, "report": cmd_report, "export": cmd_export}[args.command]
     try:
         return command(args)
     except UserError as exc:

@@ -127,7 +127,10 @@ class TrainConfig:
             if self.tokenizer == "char":
                 raise UserError("--vocab-size is for --tokenizer bpe or word; a character "
                                 "vocabulary is the characters of the data")
-            _positive_int("vocab_size", self.tokenizer_vocab_size)
+            low = {"bpe": 257, "word": 4}[self.tokenizer]  # bpe: 256 bytes + end-of-story
+            if not low <= self.tokenizer_vocab_size <= 65535:
+                raise UserError(f"--vocab-size for {self.tokenizer} must be between {low} and 65535, "
+                                f"got {self.tokenizer_vocab_size}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not self.data:

@@ -34,6 +34,7 @@ from .config import SampleConfig
 from .data import normalise_characters
 from .errors import UserError
 from .generate import make_generator, stream
+from .pretrained import resolve, run_summary
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
@@ -58,7 +59,7 @@ class Busy(Exception):
 
 def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: float = 10.0) -> FastAPI:
     """Load the model once and build the app around it."""
-    run_dir = Path(run_dir)
+    run_dir = resolve(run_dir)
     model, tokenizer, config = load_model(run_dir)
     facts = _facts(run_dir, model, config)
     slots = threading.BoundedSemaphore(max_concurrent)
@@ -231,13 +232,9 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
     if checkpoint_dirs(run_dir):
         state = latest_state(run_dir)
         facts["step"] = state.get("step")
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if lines:
-            last = json.loads(lines[-1])
-            facts["held_out_bits_per_char"] = round(last["val_bpc"], 4)
-            facts["train_bits_per_char"] = round(last.get("train_bpc", last["train_nats"] / 0.6931471805599453), 4)
+    summary = run_summary(run_dir)  # metrics.jsonl of a run, or the summary of an exported model
+    facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char")
+                  if summary.get(k) is not None})
     return facts
 
 

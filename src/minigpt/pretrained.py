@@ -1,0 +1,177 @@
+"""Hub-style models: `save_pretrained` / `from_pretrained`, the bundled model, and the Hub.
+
+A model directory holds exactly what the HuggingFace Hub layout expects, and what every run
+directory already has at its top level:
+
+    config.json          model shape, tokenizer kind, how it was trained, a summary of its scores
+    model.safetensors    the weights (checksummed, never pickle)
+    tokenizer.json       the tokenizer (tokenizer.py)
+    words.txt            optional: the words of the training text, for `minigpt report`
+    README.md            optional: the model card
+
+So one loader serves all four kinds of source `from_pretrained` accepts:
+
+- a run directory made by `minigpt train` (runs/first),
+- a directory written by `save_pretrained` / `minigpt export`,
+- `bundled`: the small story model shipped inside the package (minigpt/models/, MODEL_CARD.md),
+- a Hub repository id (`owner/name`, or `hf://owner/name`), downloaded with `huggingface_hub`
+  into its usual cache. Offline this fails within about two seconds with a message that says so
+  (HF_HUB_OFFLINE=1: at once), unless the repository is already in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import string
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json, write_json, write_tensors
+from .errors import UserError
+from .model import MiniGPT
+from .tokenizer import Tokenizer, load_tokenizer
+
+BUNDLED = "bundled"
+BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "tinystories-char"
+WORDS = "words.txt"
+_HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[\w.-]+)$")
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def from_pretrained(source: str | Path | None = None, device: torch.device | str = "cpu"
+                    ) -> tuple[MiniGPT, Tokenizer, dict]:
+    """(model in eval mode, tokenizer, config) from a local directory, `bundled` or a Hub id."""
+    return load_model(resolve(source), device)
+
+
+def resolve(source: str | Path | None) -> Path:
+    """The local directory a source names; None and 'bundled' are the bundled model."""
+    if source is None or str(source) == BUNDLED:
+        if not (BUNDLED_DIR / WEIGHTS).exists():
+            raise UserError(f"the bundled model is missing from this install ({BUNDLED_DIR}); "
+                            "reinstall the package or train one with `minigpt train`")
+        return BUNDLED_DIR
+    path = Path(source).expanduser()
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        return path
+    match = _HUB_ID.match(str(source))
+    if match is None:
+        return path  # load_model explains what is wrong with it
+    return _download(match.group(1), str(source))
+
+
+def default_checkpoint(log=lambda message: print(message, file=sys.stderr)) -> Path:
+    """No --checkpoint: the newest run under ./runs, or the bundled model when there is none."""
+    try:
+        return find_latest_run("runs")
+    except UserError:
+        log("no trained run under ./runs: using the bundled story model (train your own with "
+            "`minigpt train`)")
+        return resolve(BUNDLED)
+
+
+def _download(repo_id: str, given: str) -> Path:
+    from .data import hub_reachable
+
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise UserError(f"{given!r} is not a local directory, and loading from the Hub needs the "
+                        "huggingface_hub package: pip install huggingface_hub") from None
+    patterns = [CONFIG, WEIGHTS, TOKENIZER, WORDS, "README.md"]
+    try:  # already downloaded: no network needed
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise UserError(f"{given!r} is not a local directory, and the HuggingFace Hub cannot be "
+                        f"reached to download it (offline?); give a run directory, 'bundled', "
+                        f"or connect and try again")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise UserError(f"could not download {repo_id!r} from the Hub: {str(exc).splitlines()[0]}") from None
+
+
+def save_pretrained(model: MiniGPT, tokenizer: Tokenizer, out_dir: str | Path, config: dict | None = None,
+                    dtype: torch.dtype = torch.float32, words: list[str] | None = None) -> Path:
+    """Write a model directory (see the module docstring). fp16/bf16 halves the weights' size;
+    they are loaded back as fp32."""
+    out = Path(out_dir)
+    if (out / CONFIG).exists() and (out / "checkpoints").exists():
+        raise UserError(f"{out} is a training run; export to a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    config = dict(config or {})
+    config.update({"model": model.config.__dict__, "tokenizer": tokenizer.kind,
+                   "weights_dtype": str(dtype).removeprefix("torch.")})
+    write_tensors(out / WEIGHTS, {k: v.to(dtype) if v.is_floating_point() else v
+                                  for k, v in model.state_dict().items()})
+    tokenizer.save(out / TOKENIZER)
+    if words:
+        (out / WORDS).write_text("\n".join(words) + "\n", encoding="utf-8")
+    write_json(out / CONFIG, config)
+    for file in out.iterdir():  # readable by everyone, like any installed package file
+        file.chmod(0o644)
+    return out
+
+
+def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str | Path | None = None) -> Path:
+    """`minigpt export`: a run directory -> a model directory with a summary and words.txt."""
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    run = resolve(run)
+    model, tokenizer, config = load_model(run)
+    out = Path(out_dir)
+    if out.resolve() == run.resolve():
+        raise UserError("export to a new directory, not onto the run itself")
+    config = {k: v for k, v in config.items() if k in ("train", "minigpt_version", "torch_version")}
+    config["summary"] = run_summary(run)
+    save_pretrained(model, tokenizer, out, config, dtypes[dtype], training_words(run, tokenizer))
+    if card:
+        shutil.copyfile(card, out / "README.md")
+    return out
+
+
+def run_summary(run: Path) -> dict:
+    """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
+    summary = {}
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if lines:
+            last = lines[-1]
+            summary = {"step": last["step"], "held_out_bits_per_char": round(last["val_bpc"], 4),
+                       "train_bits_per_char": round(last.get("train_bpc", last["train_nats"] / 0.6931471805599453), 4)}
+    elif isinstance(read_json(run / CONFIG).get("summary"), dict):
+        summary = read_json(run / CONFIG)["summary"]
+    return summary
+
+
+def training_words(run: Path, tokenizer: Tokenizer | None = None, max_tokens: int = 50_000_000) -> list[str]:
+    """The distinct words (lower case) of a run's training text, or of a model's words.txt."""
+    if (run / WORDS).exists():
+        return (run / WORDS).read_text(encoding="utf-8").split()
+    train = run / "data" / "train.bin"
+    if not train.exists():
+        return []
+    tokenizer = tokenizer or load_tokenizer(run / TOKENIZER)
+    ids = np.memmap(train, dtype=tokenizer.dtype, mode="r")[:max_tokens]
+    words: set[str] = set()
+    carry = ""  # a word cut by the chunk boundary waits for the rest of its letters
+    for start in range(0, len(ids), 1 << 20):
+        text = carry + tokenizer.decode(ids[start : start + (1 << 20)].tolist())
+        cut = len(text.rstrip(string.ascii_letters))
+        words.update(w.lower() for w in _WORD.findall(text[:cut]))
+        carry = text[cut:]
+    words.update(w.lower() for w in _WORD.findall(carry))
+    words.discard("endoftext")  # the end-of-story marker's letters are not a story word
+    if tokenizer.kind == "word":
+        words.discard("unk")
+    return sorted(words)
