@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="another candidate, e.g. 'wide=--n-embd 256 --num-heads 8'")
     p.add_argument("--data", default=str(TRAIN))
     p.add_argument("--val-data", default=str(HELD_OUT))
-    p.add_argument("--keep", help="keep the run directories here")
+    p.add_argument("--keep", help="keep the run directories here; runs that finished there before "
+                   "are scored again, not retrained")
 
 
 def train_all(args, candidates: dict[str, str]):
@@ -87,6 +88,11 @@ def train_all(args, candidates: dict[str, str]):
     while queue or running:
         while queue and len(running) < args.parallel:
             name, options = queue.pop(0)
+            done = work / f"{name}.log"
+            if done.exists() and "saved run:" in done.read_text(errors="replace"):
+                print(f"{name}: reusing the finished run in {work / name}", flush=True)
+                yield name, options, work / name, held_out
+                continue
             cmd = [sys.executable, "-m", "minigpt", "train", "--data", args.data, "--max-chars",
                    "1000000", "--val-data", held_out, "--max-time", args.time, "--threads",
                    str(args.threads), "--eval-interval", "1000", "--sample-chars", "0",

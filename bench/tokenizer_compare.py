@@ -7,8 +7,10 @@ V2 slice) in bits per *character* of the text, so the tokenizers compare. Per ru
 parameters, steps, training characters/s (tokens/s x characters per token), held-out bits/char and
 nats/token, generation characters/s (1 thread, KV cache), and a sample story (seed 1).
 
-    .venv/bin/python bench/tokenizers.py --time 10m            # every candidate below, one at a time
-    .venv/bin/python bench/tokenizers.py --time 1m --only char,bpe-512
+    .venv/bin/python bench/tokenizer_compare.py --time 10m            # every candidate below, one at a time
+    .venv/bin/python bench/tokenizer_compare.py --time 1m --only char,bpe-512
+
+(Not named tokenizers.py: with bench/ on sys.path that would shadow the `tokenizers` package.)
 """
 
 from __future__ import annotations
