@@ -29,6 +29,7 @@ from recipe_sweep import add_arguments, train_all  # noqa: E402
 
 CANDIDATES = {
     "char": "--tokenizer char",
+    "bpe-384": "--tokenizer bpe --vocab-size 384",
     "bpe-512": "--tokenizer bpe --vocab-size 512",
     "bpe-1024": "--tokenizer bpe --vocab-size 1024",
     "bpe-4096": "--tokenizer bpe --vocab-size 4096",

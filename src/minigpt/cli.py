@@ -54,7 +54,7 @@ def _add_train(sub) -> None:
                    help="char: one token per character (default); bpe: byte-level BPE; word: words "
                    "and punctuation, rare ones as <unk>")
     p.add_argument("--vocab-size", "--vocab_size", type=int, dest="tokenizer_vocab_size",
-                   help="bpe/word vocabulary size, end-of-story included (default: bpe 1024, word 4096)")
+                   help="bpe/word vocabulary size, end-of-story included (default: bpe 512, word 4096)")
     p.add_argument("--out", default=None, help="run directory to create (default: runs/<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
     g = p.add_argument_group("model")

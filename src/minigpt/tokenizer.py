@@ -37,7 +37,7 @@ from .errors import UserError
 EOS_TEXT = "<|endoftext|>"
 UNK_TEXT = "<unk>"
 KINDS = ("char", "bpe", "word")
-DEFAULT_VOCAB = {"bpe": 1024, "word": 4096}  # chosen by bench/tokenizer_compare.py (README table)
+DEFAULT_VOCAB = {"bpe": 512, "word": 4096}  # chosen by bench/tokenizer_compare.py (README table)
 WORD_MIN_COUNT = 2  # a word seen once in training is left to <unk>, so the model learns <unk>
 MAX_VOCAB = 65535  # ids are stored as uint16
 
