@@ -40,6 +40,7 @@ CANDIDATES = {
     "wd1.0-cos10": "--weight-decay 1.0 --min-lr-ratio 0.1",
     "block64": "--block-size 64 --batch-size 32",
     "ff3": "--ff-hidden-mult 3",
+    "block64-ff3": "--block-size 64 --batch-size 32 --ff-hidden-mult 3",
     "block64-old": f"--block-size 64 --batch-size 32 {OLD}",
     "lr3e-3-old": f"--learning-rate 3e-3 {OLD}",
     "l6-old": f"--n-layers 6 {OLD}",

@@ -29,6 +29,7 @@ from .pretrained import from_pretrained, save_pretrained  # noqa: E402
 from .tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer  # noqa: E402
 from .train import train  # noqa: E402
 
-__all__ = ["BPETokenizer", "CharTokenizer", "WordTokenizer", "load_tokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig", "UserError",
-           "attention_maps", "evaluate", "from_pretrained", "generate", "load", "save_pretrained", "next_char_probabilities", "summary",
-           "train", "__version__"]
+__all__ = ["BPETokenizer", "CharTokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig",
+           "UserError", "WordTokenizer", "attention_maps", "evaluate", "from_pretrained", "generate",
+           "load", "load_tokenizer", "next_char_probabilities", "save_pretrained", "summary", "train",
+           "__version__"]

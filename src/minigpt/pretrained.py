@@ -22,6 +22,7 @@ So one loader serves all four kinds of source `from_pretrained` accepts:
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import string
@@ -31,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json, write_json, write_tensors
+from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json,
+                         write_json, write_tensors)
 from .errors import UserError
 from .model import MiniGPT
 from .tokenizer import Tokenizer, load_tokenizer
@@ -147,8 +149,9 @@ def run_summary(run: Path) -> dict:
         lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         if lines:
             last = lines[-1]
+            train_bpc = last.get("train_bpc", last["train_nats"] / math.log(2))  # older runs: char only
             summary = {"step": last["step"], "held_out_bits_per_char": round(last["val_bpc"], 4),
-                       "train_bits_per_char": round(last.get("train_bpc", last["train_nats"] / 0.6931471805599453), 4)}
+                       "train_bits_per_char": round(train_bpc, 4)}
     elif isinstance(read_json(run / CONFIG).get("summary"), dict):
         summary = read_json(run / CONFIG)["summary"]
     return summary

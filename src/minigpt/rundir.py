@@ -47,7 +47,8 @@ def start_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, log) -> S
         check_length(splits.train, model_cfg.block_size, "training")
         check_length(splits.val, model_cfg.block_size, "held-out")
         check_disk_space(out_dir, model_cfg, cfg)
-        save_run_config(out_dir, model_cfg, dataclasses.asdict(cfg), splits.tokenizer.kind)  # last: marks the run
+        # Written last: its presence is what marks the directory as a run.
+        save_run_config(out_dir, model_cfg, dataclasses.asdict(cfg), splits.tokenizer.kind)
     except BaseException:
         _discard_new_run(out_dir, created)
         raise

@@ -49,7 +49,8 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
 
     def sample_config(self) -> SampleConfig:
-        return SampleConfig(max_new_tokens=None, max_new_chars=self.max_new_chars, temperature=self.temperature,
+        return SampleConfig(max_new_tokens=None, max_new_chars=self.max_new_chars,
+                            temperature=self.temperature,
                             top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 

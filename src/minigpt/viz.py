@@ -88,8 +88,8 @@ def plot_loss(run_dirs: list[str | Path], out: str | Path) -> Path:
         name = Path(run).name
         for ax, x_key, x_label in ((axes[0], "step", "step"), (axes[1], "elapsed_s", "seconds trained")):
             x = [r[x_key] for r in rows]
-            ax.plot(x, [r.get("train_bpc", r["train_nats"] / math.log(2)) for r in rows], color=color, linestyle="--",
-                    label=f"{name} train")
+            train_bpc = [r.get("train_bpc", r["train_nats"] / math.log(2)) for r in rows]
+            ax.plot(x, train_bpc, color=color, linestyle="--", label=f"{name} train")
             ax.plot(x, [r["val_bpc"] for r in rows], color=color, marker="o", markersize=3,
                     label=f"{name} held-out")
             ax.set_xlabel(x_label)
