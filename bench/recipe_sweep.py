@@ -29,20 +29,35 @@ from core import HELD_OUT, TRAIN, cpu_name  # noqa: E402
 from minigpt.data import iter_stories  # noqa: E402
 
 # name -> options for `minigpt train` on top of today's defaults. The sweep in docs/performance.md
-# ran these; "old" marks candidates run against the previous defaults (weight decay 0.1, cosine
-# to 10%), which the options spell out so every row can be reproduced as it ran.
-OLD = "--weight-decay 0.1 --min-lr-ratio 0.1"
+# ran these. Rows measured when AdamW was the default spell it out (ADAMW), and "old" rows ran
+# against the defaults before that (weight decay 0.1, cosine to 10%), so every row can be
+# reproduced as it ran.
+ADAMW = "--optimizer adamw --learning-rate 2e-3"
+OLD = f"{ADAMW} --weight-decay 0.1 --min-lr-ratio 0.1"
 CANDIDATES = {
     "default": "",
     "seed": "--preset seed",
+    "adamw": "--preset adamw",
+    # Muon (session 4)
+    "muon-lr2e-3": "--learning-rate 2e-3",
+    "muon-lr3e-3": "--learning-rate 3e-3",
+    "muon-lr4.5e-3": "--learning-rate 4.5e-3",
+    "muon-lr6e-3": "--learning-rate 6e-3",
+    "muon-b32": "--learning-rate 2e-3 --batch-size 32",
+    "muon-block64": "--learning-rate 2e-3 --block-size 64 --batch-size 32",
+    "muon-lr3e-3-wd1": "--learning-rate 3e-3 --weight-decay 1.0",
+    "muon-lr4.5e-3-wd0.25": "--learning-rate 4.5e-3 --weight-decay 0.25",
+    # AdamW (sessions 1-4)
+    "adamw-b8": f"{ADAMW} --batch-size 8",
+    "adamw-nobias": f"{ADAMW} --no-bias",
+    "wd0.5-cos10": f"{ADAMW} --min-lr-ratio 0.1",
+    "wd1.0-cos10": f"{ADAMW} --weight-decay 1.0 --min-lr-ratio 0.1",
+    "block64": f"{ADAMW} --block-size 64 --batch-size 32",
+    "ff3": f"{ADAMW} --ff-hidden-mult 3",
+    "block64-ff3": f"{ADAMW} --block-size 64 --batch-size 32 --ff-hidden-mult 3",
     "old-default": OLD,
-    "wd0.5-cos10": "--min-lr-ratio 0.1",
-    "wd1.0-cos10": "--weight-decay 1.0 --min-lr-ratio 0.1",
-    "block64": "--block-size 64 --batch-size 32",
-    "ff3": "--ff-hidden-mult 3",
-    "block64-ff3": "--block-size 64 --batch-size 32 --ff-hidden-mult 3",
     "block64-old": f"--block-size 64 --batch-size 32 {OLD}",
-    "lr3e-3-old": f"--learning-rate 3e-3 {OLD}",
+    "lr3e-3-old": f"{OLD} --learning-rate 3e-3",
     "l6-old": f"--n-layers 6 {OLD}",
     "c96-old": f"--n-embd 96 --num-heads 4 {OLD}",
     "c192-old": f"--n-embd 192 --num-heads 6 {OLD}",
@@ -74,8 +89,9 @@ def train_all(args, candidates: dict[str, str]):
                      "(or pass --data/--val-data)")
     candidates = dict(candidates)
     candidates.update(dict(item.split("=", 1) for item in args.extra))
-    if args.only:
-        candidates = {name: candidates[name] for name in args.only.split(",")}
+    if args.only:  # --extra candidates are kept as well
+        wanted = args.only.split(",") + [item.split("=", 1)[0] for item in args.extra]
+        candidates = {name: candidates[name] for name in wanted}
     work = Path(args.keep or tempfile.mkdtemp(prefix="sweep-"))
     work.mkdir(parents=True, exist_ok=True)
     held_out = f"{args.val_data}@90%:"

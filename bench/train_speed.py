@@ -4,6 +4,8 @@ Shape: 4 layers, n_embd 128, 4 heads, block 128, batch 32 (the seed's recipe). S
   naive        bench/naive_seed.py: per-head modules, T x T masked attention, post-LN, Adam, fp32
   ours fp32    minigpt's model: one fused QKV projection, fused attention kernel, AdamW, fp32
   ours auto    the same with `--precision auto` (bf16 autocast on CPUs with bf16 instructions)
+  ours muon    `ours auto` with the default optimizer, Muon for the blocks' matrices (optim.py):
+               more work per step than AdamW, but each step learns more (docs/performance.md)
 Each step is forward + backward + optimizer step on random ids (speed does not depend on the
 data). The systems take turns for `--rounds` rounds; each one's best round counts.
 
@@ -29,9 +31,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from core import cpu_name  # noqa: E402
-from minigpt import MiniGPT, ModelConfig  # noqa: E402
+from minigpt import MiniGPT, ModelConfig, TrainConfig  # noqa: E402
 from minigpt.precision import cpu_bf16_features, resolve_precision  # noqa: E402
 from naive_seed import NaiveGPT  # noqa: E402
+from minigpt.train import make_optimizer  # noqa: E402
 from steps import training_step  # noqa: E402
 
 VOCAB = 71
@@ -60,9 +63,10 @@ def make_step(system: str, cfg: ModelConfig, batch: int):
         optimizer, precision = torch.optim.Adam(model.parameters(), lr=3e-4), "fp32"
     else:
         model = MiniGPT(cfg)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
         precision = ("fp32" if system == "ours fp32"
                      else resolve_precision("auto", torch.device("cpu"), cfg.n_embd)[0])
+        optimizer = (make_optimizer(model, TrainConfig(optimizer="muon", precision=precision))
+                     if system == "ours muon" else torch.optim.AdamW(model.parameters(), lr=3e-4))
     return training_step(model, VOCAB, cfg.block_size, batch, precision, optimizer), model, precision
 
 
@@ -82,7 +86,8 @@ def main() -> None:
           f"{cfg.block_size}, batch {args.batch_size}; best of {args.rounds} rounds x {args.steps} steps")
     print(f"# measured matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
-    systems = {name: make_step(name, cfg, args.batch_size) for name in ("naive", "ours fp32", "ours auto")}
+    systems = {name: make_step(name, cfg, args.batch_size) for name in ("naive", "ours fp32", "ours auto",
+                                                                "ours muon")}
     best = {name: float("inf") for name in systems}
     for _ in range(args.rounds):
         for name, (step, _, _) in systems.items():

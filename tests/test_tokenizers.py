@@ -87,6 +87,13 @@ def test_word_keeps_spacing_and_marks_unknown_words(tokenizers, text):
         assert decoded.count(" ") >= text.count(" ") and decoded.count("\n") == text.count("\n")
 
 
+def test_word_unknown_words_are_the_ones_that_encode_to_unk(tokenizers):
+    tok = tokenizers["word"]
+    # "AI" is unknown even though "I" is known: only a leading space may be split off.
+    assert "I" in tok.stoi and tok.unknown_words("AI") == ["AI"]
+    assert tok.encode("AI") == [tok.unk_id] and tok.unknown_words(" I") == []
+
+
 def test_word_unknown_words_and_cutoff():
     tok = WordTokenizer.train(["the cat sat. the cat ran. a dog", "the cat ran."], vocab_size=100)
     assert " cat" in tok.stoi and " dog" not in tok.stoi  # seen once: below the cut-off

@@ -11,6 +11,7 @@ from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
 from minigpt.checkpoint import latest_state
 from minigpt.config import load_toml, parse_duration
 from minigpt.evaluate import evaluate_ids
+from minigpt.rundir import saved_train_config
 from minigpt.train import DEFAULT_STEPS, Budget, learning_rate
 
 QUIET = dict(log=lambda *a: None)
@@ -52,17 +53,30 @@ def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
 
 
-def test_resume_equals_uninterrupted_training(tmp_path, story_file):
-    straight = train(small(), cfg(story_file, max_steps=30), tmp_path / "straight", **QUIET)
-    halves = train(small(), cfg(story_file, max_steps=30), tmp_path / "halves",
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_equals_uninterrupted_training(tmp_path, story_file, optimizer):
+    run_cfg = cfg(story_file, max_steps=30, optimizer=optimizer)
+    straight = train(small(), run_cfg, tmp_path / "straight", **QUIET)
+    halves = train(small(), cfg(story_file, max_steps=30, optimizer=optimizer), tmp_path / "halves",
                    interrupt_at_step=15, **QUIET)
     assert latest_state(halves)["step"] == 15
-    train(None, cfg(story_file, max_steps=30), halves, resume=True, **QUIET)
+    train(None, cfg(story_file, max_steps=30, optimizer=optimizer), halves, resume=True, **QUIET)
     a, _, _ = load(straight, "cpu")
     b, _, _ = load(halves, "cpu")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert latest_state(halves)["step"] == 30
+
+
+def test_runs_from_before_the_optimizer_option_resume_with_adamw(tmp_path, story_file):
+    run = train(small(), cfg(story_file, max_steps=20, optimizer="adamw"), tmp_path / "old",
+                interrupt_at_step=10, **QUIET)
+    config = json.loads((run / "config.json").read_text())
+    del config["train"]["optimizer"], config["train"]["muon_momentum"]  # as older runs wrote it
+    (run / "config.json").write_text(json.dumps(config))
+    train(None, cfg(story_file, max_steps=20), run, resume=True, **QUIET)  # AdamW state loads
+    assert latest_state(run)["step"] == 20
+    assert saved_train_config(run).optimizer == "adamw"
 
 
 def test_same_seed_same_run_different_seed_different_run(tmp_path, story_file):

@@ -64,13 +64,16 @@ def _add_train(sub) -> None:
         g.add_argument(*_names(name), type=kind, dest=name,
                        help=f"default {'the same as --dropout' if default is None else default}")
     g.add_argument("--attention", choices=["fast", "explicit"], help="default fast")
+    g.add_argument("--no-bias", dest="bias", action="store_const", const=False,
+                   help="no biases in Linear layers and LayerNorms")
     g = p.add_argument_group("training")
     for name, kind in (("batch_size", int), ("grad_accum", int), ("learning_rate", float),
-                       ("min_lr_ratio", float), ("epochs", float),
+                       ("min_lr_ratio", float), ("epochs", float), ("muon_momentum", float),
                        ("max_steps", int), ("warmup_steps", int), ("weight_decay", float),
                        ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
                        ("sample_chars", int), ("keep_checkpoints", int), ("seed", int), ("threads", int)):
         g.add_argument(*_names(name), type=kind, dest=name, help=f"default {getattr(trainer, name)}")
+    g.add_argument("--optimizer", choices=["adamw", "muon"], help=f"default {trainer.optimizer}")
     g.add_argument("--max-time", "--max_time", dest="max_time", help="wall-clock budget: 90s, 10m, 1h")
     g.add_argument("--device", help="auto | cpu | cuda | mps (default auto)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"],

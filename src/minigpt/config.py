@@ -72,11 +72,15 @@ class TrainConfig:
     batch_size: int = 16  # windows per step (the recipe sweep: docs/performance.md)
     # (the global batch: under torchrun it is shared out among the processes)
     grad_accum: int = 1  # micro-batches per process per step, summed before the optimizer step
-    learning_rate: float = 2e-3  # peak LR; beat 3e-3 in 10-minute CPU runs (docs/performance.md)
+    learning_rate: float = 4.5e-3  # peak LR, for Muon and AdamW groups alike; with Muon 4.5e-3 beat
+    # 2e-3, 3e-3 and 6e-3 in 10-minute CPU runs (AdamW alone: 2e-3; docs/performance.md)
     min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio (0: all the way)
     warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
     weight_decay: float = 0.5  # matrices only, never biases, norms or embeddings; 0.5 beat 0.1
     # and 1.0 in 10-minute CPU runs, where a small model sees its data many times (docs/performance.md)
+    optimizer: str = "muon"  # muon: Muon for the blocks' matrices, AdamW for embeddings, head,
+    # biases and norms (optim.py); adamw: AdamW for all. Muon won the 10-minute CPU sweep
+    muon_momentum: float = 0.95  # Muon's momentum (Nesterov), for --optimizer muon
     beta1: float = 0.9
     beta2: float = 0.99  # a little shorter memory than 0.999: batches are small and noisy
     grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
@@ -131,6 +135,9 @@ class TrainConfig:
             if not low <= self.tokenizer_vocab_size <= 65535:
                 raise UserError(f"--vocab-size for {self.tokenizer} must be between {low} and 65535, "
                                 f"got {self.tokenizer_vocab_size}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise UserError(f"optimizer must be adamw or muon, got {self.optimizer!r}")
+        _fraction("muon_momentum", self.muon_momentum, allow_zero=True, allow_one=False)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not self.data:
@@ -170,17 +177,20 @@ class SampleConfig:
 
 
 # Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
-# the lowest held-out bits/char in a fixed CPU budget (docs/performance.md has the sweep). "seed"
-# is the recipe the project started from, kept to compare against.
+# the lowest held-out bits/char in a fixed CPU budget (docs/performance.md has the sweep). "adamw"
+# is the best recipe without Muon; "seed" is the recipe the project started from, kept to compare
+# against.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"about": "the best recipe we measured for a laptop CPU (the defaults)",
                 "model": {}, "train": {}},
+    "adamw": {"about": "the best AdamW-only recipe: the defaults with AdamW at 2e-3",
+              "model": {}, "train": {"optimizer": "adamw", "learning_rate": 2e-3}},
     "seed": {"about": "the seed's recipe: 4 x 128, block 128, batch 32, Adam 3e-4 constant, fp32",
              "model": {"block_size": 128, "n_embd": 128, "num_heads": 4, "n_layers": 4,
                        "ff_hidden_mult": 4, "dropout": 0.0},
-             "train": {"batch_size": 32, "learning_rate": 3e-4, "warmup_steps": 0,
-                       "min_lr_ratio": 1.0, "weight_decay": 0.0, "beta2": 0.999, "grad_clip": 0.0,
-                       "precision": "fp32"}},
+             "train": {"optimizer": "adamw", "batch_size": 32, "learning_rate": 3e-4,
+                       "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0, "beta2": 0.999,
+                       "grad_clip": 0.0, "precision": "fp32"}},
 }
 
 

@@ -81,8 +81,10 @@ def _discard_new_run(out_dir: Path, created: bool) -> None:
 
 def saved_train_config(run_dir: str | Path) -> TrainConfig:
     """The TrainConfig a run was started with (from its config.json)."""
-    saved = read_json(check_run_dir(run_dir) / CONFIG)
-    return from_dict(TrainConfig, saved.get("train", {}), f"{run_dir}/{CONFIG} train")
+    saved = read_json(check_run_dir(run_dir) / CONFIG).get("train", {})
+    # Runs from before the optimizer could be chosen all trained with AdamW.
+    saved.setdefault("optimizer", "adamw")
+    return from_dict(TrainConfig, saved, f"{run_dir}/{CONFIG} train")
 
 
 def resume_configs(run_dir: Path, overrides: TrainConfig | None) -> tuple[ModelConfig, TrainConfig]:

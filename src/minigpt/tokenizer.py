@@ -219,8 +219,9 @@ class WordTokenizer(_Base):
 
     def unknown_words(self, text: str) -> list[str]:
         """Tokens of `text` that would become <unk>, in order of first appearance."""
-        return list(dict.fromkeys(t.strip() for t in _WORD_RE.findall(text)
-                                  if t not in self.stoi and t[1:] not in self.stoi))
+        return list(dict.fromkeys(
+            t.strip() for t in _WORD_RE.findall(text)
+            if t not in self.stoi and not (t.startswith(" ") and t[1:] in self.stoi)))
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.words[int(i)] for i in ids)

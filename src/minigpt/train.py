@@ -31,6 +31,7 @@ from .errors import UserError
 from .evaluate import estimate_loss
 from .generate import make_generator, stream
 from .model import MiniGPT
+from .optim import Muon
 from .precision import autocast, resolve_precision
 from .rundir import RESUMABLE, check_disk_space, forget_after, resume_configs, start_run
 from .tokenizer import load_tokenizer
@@ -41,17 +42,26 @@ DEFAULT_STEPS = 2000
 __all__ = ["DEFAULT_STEPS", "RESUMABLE", "Budget", "learning_rate", "make_optimizer", "train"]
 
 
-def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on Linear weights only: decaying biases, LayerNorm gains or
-    embeddings pulls them towards zero for no benefit."""
-    decay, no_decay = [], []
-    for module in model.modules():
+def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or Muon for the blocks' matrices, optim.py) with weight decay on Linear weights only:
+    decaying biases, LayerNorm gains or embeddings pulls them towards zero for no benefit."""
+    hidden, decay, no_decay = [], [], []
+    for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             is_matrix = isinstance(module, torch.nn.Linear) and name == "weight"
-            (decay if is_matrix else no_decay).append(param)
+            if is_matrix and module_name.startswith("blocks.") and cfg.optimizer == "muon":
+                hidden.append(param)
+            else:
+                (decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    groups.append({"params": hidden, "weight_decay": cfg.weight_decay, "muon": True})
+    # Newton-Schulz in bf16 where the model trains in bf16 (the CPU has fast bf16 products).
+    ns_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    return Muon(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                momentum=cfg.muon_momentum, ns_dtype=ns_dtype)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:

@@ -1,0 +1,77 @@
+"""The optimizers: Muon's orthogonalization, its step, and its AdamW half against PyTorch's."""
+
+import pytest
+import torch
+
+from minigpt import ModelConfig, TrainConfig
+from minigpt.model import MiniGPT
+from minigpt.optim import Muon, orthogonalize
+from minigpt.train import make_optimizer
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (32, 96), (96, 32)])
+def test_orthogonalize_flattens_the_singular_values(shape):
+    torch.manual_seed(0)
+    # An ill-conditioned matrix: singular values from 0.1 to 10.
+    u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0]))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1]))
+    k = min(shape)
+    s = torch.logspace(-1, 1, k)
+    G = u[:, :k] @ torch.diag(s) @ v[:, :k].T
+    O = orthogonalize(G, dtype=torch.float32)
+    assert O.shape == G.shape
+    sv = torch.linalg.svdvals(O)
+    assert sv.max() < 1.25 and sv.min() > 0.6  # a 100-fold spread squeezed to about 1
+    # Same singular vectors: O is U f(S) V^T, so U^T O V is diagonal.
+    inner = u[:, :k].T @ O @ v[:, :k]
+    assert (inner - torch.diag(torch.diagonal(inner))).abs().max() < 1e-3
+
+
+def test_orthogonalize_a_batch_equals_one_at_a_time():
+    G = torch.randn(3, 16, 40)
+    batched = orthogonalize(G, dtype=torch.float32)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], orthogonalize(G[i], dtype=torch.float32))
+
+
+def test_adamw_groups_match_torch_adamw():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 7))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = Muon([{"params": [a], "weight_decay": 0.3}], lr=1e-2, betas=(0.9, 0.95))
+    ref = torch.optim.AdamW([{"params": [b], "weight_decay": 0.3}], lr=1e-2, betas=(0.9, 0.95))
+    for step in range(5):
+        grad = torch.randn(5, 7)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        ours.step()
+        ref.step()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_muon_step_is_the_scaled_orthogonalized_nesterov_momentum():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, 64))
+    start = w.detach().clone()
+    opt = Muon([{"params": [w], "weight_decay": 0.1, "muon": True}], lr=0.01, momentum=0.5,
+               ns_dtype=torch.float32)
+    g1, g2 = torch.randn(16, 64), torch.randn(16, 64)
+    w.grad = g1
+    opt.step()
+    expected = start * (1 - 0.01 * 0.1) - 0.01 * 0.2 * 64 ** 0.5 * orthogonalize(g1 + 0.5 * g1, dtype=torch.float32)
+    torch.testing.assert_close(w.detach(), expected)
+    w.grad = g2
+    opt.step()
+    momentum = 0.5 * g1 + g2
+    expected = expected * (1 - 0.01 * 0.1) - 0.01 * 0.2 * 64 ** 0.5 * orthogonalize(g2 + 0.5 * momentum, dtype=torch.float32)
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_make_optimizer_gives_muon_only_the_blocks_matrices():
+    model = MiniGPT(ModelConfig(vocab_size=20, n_embd=32, num_heads=2, n_layers=2, block_size=16))
+    opt = make_optimizer(model, TrainConfig(optimizer="muon", precision="fp32"))
+    muon = {id(p) for g in opt.param_groups if g["muon"] for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in muon}
+    assert names == {f"blocks.{i}.{m}.weight" for i in range(2)
+                     for m in ("attn.qkv", "attn.proj", "mlp.up", "mlp.down")}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert isinstance(make_optimizer(model, TrainConfig(optimizer="adamw")), torch.optim.AdamW)
