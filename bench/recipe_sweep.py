@@ -8,6 +8,7 @@ with 2 runs on a 2-core machine they share memory bandwidth, so compare within o
 
     .venv/bin/python bench/recipe_sweep.py --time 10m --parallel 2    # every candidate below
     .venv/bin/python bench/recipe_sweep.py --time 10m --only default   # the headline number
+    .venv/bin/python bench/recipe_sweep.py --time 10m --only default,adamw --parallel 2  # Muon vs AdamW
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CANDIDATES = {
     "muon-block64": "--learning-rate 2e-3 --block-size 64 --batch-size 32",
     "muon-lr3e-3-wd1": "--learning-rate 3e-3 --weight-decay 1.0",
     "muon-lr4.5e-3-wd0.25": "--learning-rate 4.5e-3 --weight-decay 0.25",
+    "muon-l5": "--learning-rate 4.5e-3 --n-layers 5",
+    "muon-c160": "--learning-rate 4.5e-3 --n-embd 160 --num-heads 5",
     # AdamW (sessions 1-4)
     "adamw-b8": f"{ADAMW} --batch-size 8",
     "adamw-nobias": f"{ADAMW} --no-bias",

@@ -9,6 +9,7 @@ nats/token, generation characters/s (1 thread, KV cache), and a sample story (se
 
     .venv/bin/python bench/tokenizer_compare.py --time 10m            # every candidate below, one at a time
     .venv/bin/python bench/tokenizer_compare.py --time 1m --only char,bpe-512
+    .venv/bin/python bench/tokenizer_compare.py --time 10m --recipe="--preset adamw"  # as in the README
 
 (Not named tokenizers.py: with bench/ on sys.path that would shadow the `tokenizers` package.)
 """
@@ -67,11 +68,14 @@ def score(name: str, options: str, run: Path, held_out: str, threads: int) -> di
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
+    p.add_argument("--recipe", default="", help="options added to every candidate; the README's "
+                   "table ran with --recipe='--preset adamw' (AdamW, the default optimizer then)")
     args = p.parse_args()
+    candidates = {name: f"{args.recipe} {options}".strip() for name, options in CANDIDATES.items()}
     header = ("| tokenizer | vocab | params | steps | chars/token | train chars/s | generate chars/s "
               "| held-out nats/token | held-out bits/char |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
-    for name, options, run, held_out in train_all(args, CANDIDATES):
+    for name, options, run, held_out in train_all(args, candidates):
         results.append(score(name, options, run, held_out, args.threads))
         print(results[-1]["row"], flush=True)
     print("\n" + header)

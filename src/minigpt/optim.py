@@ -27,23 +27,24 @@ NS_STEPS = 5
 
 
 def orthogonalize(G: torch.Tensor, steps: int = NS_STEPS, dtype=torch.bfloat16) -> torch.Tensor:
-    """Approximately U V^T for G = U S V^T; G is (..., m, n), a batch of matrices.
+    """Approximately U V^T for G = U S V^T; G is (m, n) or a batch (k, m, n) of matrices.
 
     Each iteration is X <- a X + (b A + c A^2) X with A = X X^T, which maps every singular value
     s to a s + b s^3 + c s^5. Dividing by the Frobenius norm first puts them all in (0, 1].
-    The wide orientation (m <= n) keeps A, the m x m product, small.
+    For a tall X (m > n) the same map is X <- a X + X (b A + c A^2) with A = X^T X: A is always
+    the small square, min(m, n) on a side. Written as baddbmm calls (C <- beta C + alpha A B),
+    which fuse each product with the sum after it.
     """
+    if G.dim() == 2:
+        return orthogonalize(G.unsqueeze(0), steps, dtype).squeeze(0)
     X = G.to(dtype)
-    tall = X.size(-2) > X.size(-1)
-    if tall:
-        X = X.transpose(-2, -1)
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     a, b, c = NS_COEFFS
+    tall = X.size(-2) > X.size(-1)
     for _ in range(steps):
-        A = X @ X.transpose(-2, -1)
-        X = a * X + (b * A + c * (A @ A)) @ X
-    if tall:
-        X = X.transpose(-2, -1)
+        A = X.transpose(-2, -1) @ X if tall else X @ X.transpose(-2, -1)
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        X = torch.baddbmm(X, X, B, beta=a) if tall else torch.baddbmm(X, B, X, beta=a)
     return X.to(G.dtype)
 
 
@@ -66,12 +67,17 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:  # the torch.optim convention: re-evaluate the loss first
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if group["muon"]:
                 self._muon_step(params, group)
             else:
                 self._adamw_step(params, group)
+        return loss
 
     def _muon_step(self, params, group):
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
@@ -85,14 +91,17 @@ class Muon(torch.optim.Optimizer):
                 if "momentum" not in state:
                     state["momentum"] = torch.zeros_like(p)
                 buf = state["momentum"]
-                buf.mul_(mu).add_(p.grad)
-                directions.append(p.grad.add(buf, alpha=mu))
+                buf.mul_(mu).add_(p.grad)  # M <- momentum * M + g
+                directions.append(p.grad.add(buf, alpha=mu))  # Nesterov: g + momentum * M
             updates = orthogonalize(torch.stack(directions), dtype=self.ns_dtype)
-            scale = 0.2 * max(shape) ** 0.5
+            scale = 0.2 * max(shape) ** 0.5  # the RMS of an AdamW step, about 0.2 per entry
             for p, update in zip(same, updates):
                 p.mul_(1 - lr * wd).add_(update, alpha=-lr * scale)
 
     def _adamw_step(self, params, group):
+        """AdamW, as torch.optim.AdamW computes it: running averages of the gradient (m) and of
+        its square (v), both corrected for starting at zero; step m / (sqrt(v) + eps) per entry;
+        weight decay applied to the weight directly (decoupled), not through the gradient."""
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
         for p in params:

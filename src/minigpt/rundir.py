@@ -59,7 +59,8 @@ def check_disk_space(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig) ->
     """Refuse to start when the checkpoints we will keep cannot fit on the disk."""
     with torch.device("meta"):  # count parameters without allocating them
         weights = 4 * MiniGPT(model_cfg).num_parameters()
-    # Each checkpoint holds the weights and AdamW's two moments; keep + best + one being written,
+    # Each checkpoint holds the weights and at most two optimizer tensors per weight (AdamW's
+    # moments; Muon keeps one); keep + best + one being written,
     # plus the top-level weights; doubled for headroom.
     needed = 2 * (3 * weights * (cfg.keep_checkpoints + 2) + weights)
     free = shutil.disk_usage(out_dir).free

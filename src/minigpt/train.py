@@ -1,9 +1,9 @@
-"""The training loop: data -> model -> AdamW with warmup + cosine -> held-out eval -> checkpoints.
+"""The training loop: data -> model -> Muon/AdamW, warmup + cosine -> held-out eval -> checkpoints.
 
 Each step draws batch_size random windows of block_size characters, asks the model to predict every
 next character at once (teacher forcing: the true previous characters are always the input), and
-takes one AdamW step on the cross-entropy loss. Every eval_interval steps it measures held-out
-bits per character, prints a sample story, appends a line to metrics.jsonl and saves a checkpoint.
+takes one optimizer step (optim.py) on the cross-entropy loss. Every eval_interval steps it
+measures held-out bits per character, prints a sample story, appends a line to metrics.jsonl and saves a checkpoint.
 """
 
 from __future__ import annotations
