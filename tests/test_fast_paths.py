@@ -134,6 +134,7 @@ def test_seed_preset_with_command_line_override(tmp_path, story_file):
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["learning_rate"] == 3e-4 and saved["train"]["precision"] == "fp32"
     assert saved["train"]["weight_decay"] == 0.0 and saved["train"]["min_lr_ratio"] == 1.0
+    assert saved["train"]["optimizer"] == "adamw"  # the seed trained with Adam, not Muon
     assert saved["train"]["batch_size"] == 8  # the command line wins over the preset
     assert saved["model"]["n_embd"] == 32
     bad = run("train", "--preset", "fastest", "--data", story_file, "--out", str(tmp_path / "x"))
