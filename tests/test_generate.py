@@ -26,6 +26,24 @@ def test_kv_cache_gives_the_same_story_as_recompute(prompt_len, new):
     assert stories[True] == stories[False]
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_first_allowed_limits_only_the_first_token(use_cache):
+    model = model_with_block()
+    prompt = [1, 2, 3]
+    greedy = SampleConfig(max_new_tokens=6, greedy=True, use_cache=use_cache, stop_at_eos=False)
+    free = list(generate_ids(model, prompt, greedy))
+    forced = next(t for t in range(12) if t != free[0])
+    only = torch.zeros(12, dtype=torch.bool)
+    only[forced] = True
+    out = list(generate_ids(model, prompt, greedy, first_allowed=only))
+    # The first token is the one allowed; after it, greedy decoding goes on as from prompt + it.
+    assert out[0] == forced
+    assert out[1:] == list(generate_ids(model, prompt + [forced], greedy))[:5]
+    sampled = SampleConfig(max_new_tokens=1, temperature=1.5, use_cache=use_cache, stop_at_eos=False)
+    firsts = {next(generate_ids(model, prompt, sampled, None, make_generator(s), only)) for s in range(20)}
+    assert firsts == {forced}
+
+
 def test_kv_cache_logits_equal_recompute_logits_step_by_step():
     model = model_with_block()
     seq = [1, 2, 3]

@@ -14,7 +14,7 @@ from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
 from minigpt.config import SampleConfig
 from minigpt.data import clean_text, prepare_data
 from minigpt.evaluate import evaluate_ids
-from minigpt.generate import stream
+from minigpt.generate import generate_ids, held_back_space, make_generator, prompt_ids, stream
 from minigpt.tokenizer import (
     EOS_TEXT,
     UNK_TEXT,
@@ -196,6 +196,29 @@ def test_each_tokenizer_trains_and_generates(runs):
         tokens = SampleConfig(max_new_tokens=5, seed=1, stop_at_eos=False)
         assert len(list(stream(model, tok, "Once", tokens))) == 5  # --max-new-tokens counts tokens
         assert "".join(stream(model, tok, "Once upon a time", cfg)) == text  # seeded: repeatable
+
+
+def test_a_trailing_prompt_space_is_held_back_for_subword_and_word_models(runs):
+    prompt = "Once upon a time "
+    for kind, run in runs.items():
+        model, tok, _ = load(run, "cpu")
+        held, allowed = held_back_space(tok, prompt)
+        assert held_back_space(tok, prompt.rstrip()) == ("", None)
+        cfg = SampleConfig(max_new_tokens=6, seed=1, stop_at_eos=False)
+        story = list(stream(model, tok, prompt, cfg))
+        if kind == "char":  # one token per character: the space is fed like any other
+            assert (held, allowed) == ("", None)
+            fed = prompt_ids(tok, prompt)
+        else:
+            assert held == " "
+            assert allowed.tolist() == [tok.piece(i).startswith(" ") for i in range(tok.vocab_size)]
+            fed = prompt_ids(tok, prompt.rstrip())  # the model sees the prompt without it
+        expected = [tok.piece(t) for t in generate_ids(model, fed, cfg, tok.eos_id,
+                                                       make_generator(1), allowed)]
+        if held:  # the first token starts with the space, which the prompt already shows
+            assert expected[0].startswith(" ")
+            expected[0] = expected[0][1:]
+        assert story == expected, kind
 
 
 def test_bits_per_char_is_total_nats_over_characters(runs, tmp_path):

@@ -11,6 +11,12 @@ and those never change once computed. So we keep them per layer and feed the mod
 character, instead of re-running the whole context each step. `use_cache=False` recomputes from
 scratch; both give the same logits (tests/test_generate.py proves it).
 
+A prompt that ends in a space is a trap for subword and word tokenizers: their tokens carry the
+space in front of a word (" little"), so a lone trailing space is a token the model almost never
+saw followed by a word, and it steers the story towards rare words. `stream` holds such a space
+back, feeds the prompt without it, and lets the first new token be only one that starts with it
+(a small form of "token healing"); the text the user sees is the same.
+
 Learned position embeddings stop at block_size. When a story grows past that, the context slides:
 it restarts from the last 3/4 of a block, and both paths follow exactly the same rule.
 """
@@ -82,17 +88,21 @@ def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Genera
 # holds even when the web server resumes the generator from another worker thread.
 @torch.inference_mode()
 def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int | None = None,
-                 generator: torch.Generator | None = None) -> Iterator[int]:
-    """Yield new token ids one at a time after the context `ids` (a single sequence)."""
+                 generator: torch.Generator | None = None,
+                 first_allowed: torch.Tensor | None = None) -> Iterator[int]:
+    """Yield new token ids one at a time after the context `ids` (a single sequence).
+
+    `first_allowed` (a bool mask over the vocabulary) limits the first token to those it marks.
+    """
     was_training = model.training
     model.eval()
     try:
-        yield from _generate(model, list(ids), cfg, eos_id, generator)
+        yield from _generate(model, list(ids), cfg, eos_id, generator, first_allowed)
     finally:
         model.train(was_training)
 
 
-def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
+def _generate(model, seq, cfg, eos_id, generator, first_allowed=None) -> Iterator[int]:
     block = model.config.block_size
     keep = max(1, (3 * block) // 4)  # context kept when the window slides
     param = next(model.parameters())
@@ -111,6 +121,9 @@ def _generate(model, seq, cfg, eos_id, generator) -> Iterator[int]:
             fed = len(seq)
         else:  # the reference path: re-run the whole window
             logits = model(torch.tensor([seq[start:]], device=param.device))[0][:, -1, :]
+        if first_allowed is not None:
+            logits = logits.masked_fill(~first_allowed.to(logits.device), float("-inf"))
+            first_allowed = None
         token = sample_next(logits, cfg, generator)[0].item()
         if cfg.stop_at_eos and token == eos_id:
             return
@@ -136,19 +149,36 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
     return [tokenizer.eos_id] + tokenizer.encode(normalise_characters(prompt))
 
 
+def held_back_space(tokenizer: Tokenizer, prompt: str) -> tuple[str, torch.Tensor | None]:
+    """For a subword or word tokenizer and a prompt ending in spaces: (those spaces, a mask of
+    the tokens whose text starts with them). ("", None) when there is nothing to hold back, for
+    a character model, or when no token starts with those spaces."""
+    held = prompt[len(prompt.rstrip(" ")):]
+    if tokenizer.kind == "char" or not held:
+        return "", None
+    allowed = torch.tensor([tokenizer.piece(i).startswith(held) for i in range(tokenizer.vocab_size)])
+    return (held, allowed) if bool(allowed.any()) else ("", None)
+
+
 def stream(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig,
            generator: torch.Generator | None = None) -> Iterator[str]:
     """Yield the story one token's text at a time (without the prompt).
 
     With `cfg.max_new_chars` the story stops at exactly that many characters, cutting the last
-    token's text if it runs over.
+    token's text if it runs over. A trailing space of the prompt is held back for subword and
+    word tokenizers (`held_back_space`, the module docstring) and not repeated in the story.
     """
     if generator is None:
         generator = make_generator(cfg.seed, next(model.parameters()).device)
     left = cfg.max_new_chars
-    tokens = generate_ids(model, prompt_ids(tokenizer, prompt), cfg, tokenizer.eos_id, generator)
+    prompt = normalise_characters(prompt)
+    held, first_allowed = held_back_space(tokenizer, prompt)
+    ids = prompt_ids(tokenizer, prompt[: len(prompt) - len(held)])
+    tokens = generate_ids(model, ids, cfg, tokenizer.eos_id, generator, first_allowed)
     for token in tokens:
         piece = tokenizer.piece(token)
+        if held:  # the first token starts with the held-back space, already in the prompt
+            piece, held = piece[len(held):], ""
         if left is not None:
             piece = piece[:left]
             left -= len(piece)
