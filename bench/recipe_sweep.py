@@ -50,6 +50,9 @@ CANDIDATES = {
     "muon-lr4.5e-3-wd0.25": "--learning-rate 4.5e-3 --weight-decay 0.25",
     "muon-l5": "--learning-rate 4.5e-3 --n-layers 5",
     "muon-c160": "--learning-rate 4.5e-3 --n-embd 160 --num-heads 5",
+    # fp32, as on a CPU without bf16 instructions (session 5)
+    "muon-fp32": "--precision fp32",
+    "adamw-fp32": "--preset adamw --precision fp32",
     # AdamW (sessions 1-4)
     "adamw-b8": f"{ADAMW} --batch-size 8",
     "adamw-nobias": f"{ADAMW} --no-bias",
