@@ -97,6 +97,10 @@ def train_all(args, candidates: dict[str, str]):
     candidates.update(dict(item.split("=", 1) for item in args.extra))
     if args.only:  # --extra candidates are kept as well
         wanted = args.only.split(",") + [item.split("=", 1)[0] for item in args.extra]
+        unknown = [name for name in wanted if name not in candidates]
+        if unknown:
+            sys.exit(f"unknown candidate(s) {', '.join(unknown)}: see CANDIDATES in this script, "
+                     "or add one with --extra NAME=OPTIONS")
         candidates = {name: candidates[name] for name in wanted}
     work = Path(args.keep or tempfile.mkdtemp(prefix="sweep-"))
     work.mkdir(parents=True, exist_ok=True)
