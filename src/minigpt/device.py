@@ -81,16 +81,18 @@ def keep_freed_memory() -> bool:
     default glibc hands blocks this large to the kernel on free (munmap, or trimming the heap),
     so the next step takes them back one 4 KB page fault at a time: 1,000-3,000 faults and ~4%
     of a step at the default shape (bench/allocator.py). Fixing the mmap threshold at
-    glibc's 32 MB maximum and trimming only beyond 256 MB keeps them in the heap instead; the
-    process's peak memory is unchanged, it just no longer gives it back between steps.
+    glibc's 32 MB maximum and trimming only beyond 256 MB keeps them in the heap instead; peak
+    memory stays within a few MB of what it was, it is just no longer given back between steps.
     Returns whether it applied: only where the C library is glibc (Linux); elsewhere a no-op.
     """
     name = ctypes.util.find_library("c")
+    if name is None:  # Windows, or no C library to find
+        return False
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+        libc = ctypes.CDLL(name)
     except OSError:
         return False
-    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):  # e.g. musl, macOS
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+    kept = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # 1 = accepted
+    return bool(kept and libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
