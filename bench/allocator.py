@@ -9,17 +9,14 @@ default model shape and batch, bf16 where the CPU has it, Muon) on random ids.
 
     .venv/bin/python bench/allocator.py --threads 1
 
-Prints ms/step (best round of each worker), minor page faults per step and each worker's peak
-resident memory. Elsewhere than glibc/Linux `keep_freed_memory()` does nothing and says so.
+Prints ms/step (best round of each worker), minor page faults per step (median round) and each
+worker's peak resident memory. Elsewhere than glibc/Linux `keep_freed_memory()` does nothing and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,13 +28,13 @@ from minigpt import MiniGPT, ModelConfig, TrainConfig  # noqa: E402
 from minigpt.device import keep_freed_memory  # noqa: E402
 from minigpt.precision import resolve_precision  # noqa: E402
 from minigpt.train import make_optimizer  # noqa: E402
-from steps import training_step  # noqa: E402
+from steps import serve_rounds, take_turns, training_step  # noqa: E402
 
 VOCAB = 71
+SYSTEMS = ("glibc defaults", "keep freed memory")
 
 
 def worker(system: str, threads: int, steps: int) -> None:
-    """Build the step, then time `steps` steps each time the parent writes a line."""
     applied = keep_freed_memory() if system == "keep freed memory" else False
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -47,17 +44,8 @@ def worker(system: str, threads: int, steps: int) -> None:
                                             model_cfg.n_embd)[0]
     step = training_step(model, VOCAB, model_cfg.block_size, train_cfg.batch_size,
                          train_cfg.precision, make_optimizer(model, train_cfg))
-    print(f"ready {applied} {train_cfg.precision} {train_cfg.batch_size} {model_cfg.block_size}",
-          flush=True)
-    for _ in sys.stdin:
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        seconds = (time.perf_counter() - start) / steps
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{seconds} {faults} {peak_mb}", flush=True)
+    serve_rounds(step, steps, f"{applied} {train_cfg.precision} {train_cfg.batch_size} "
+                              f"{model_cfg.block_size}")
 
 
 def main() -> None:
@@ -65,32 +53,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args.worker, args.threads, args.steps)
-    systems = ("glibc defaults", "keep freed memory")
-    procs = {name: subprocess.Popen([sys.executable, __file__, "--worker", name, "--threads",
-                                     str(args.threads), "--steps", str(args.steps)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for name in systems}
-    ready = {name: proc.stdout.readline().split() for name, proc in procs.items()}
-    _, _, precision, batch, block = ready["glibc defaults"]
+    commands = {name: [sys.executable, __file__, "--worker", name, "--threads", str(args.threads),
+                       "--steps", str(args.steps)] for name in SYSTEMS}
+    ready, results = take_turns(commands, args.rounds)
+    _, precision, batch, block = ready["glibc defaults"]
     print(f"# {cpu_name()} | torch {torch.__version__} | {args.threads} thread(s) | one worker "
           f"process per system, taking turns")
     print(f"# the default training step: default model, batch {batch} x block {block}, {precision}, "
           f"Muon; best of {args.rounds} rounds x {args.steps} steps")
-    if ready["keep freed memory"][1] != "True":
+    if ready["keep freed memory"][0] != "True":
         print("# keep_freed_memory() does not apply here (not glibc): both rows are the same")
-    results = {name: [] for name in systems}
-    for _ in range(args.rounds):
-        for name, proc in procs.items():
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            results[name].append([float(v) for v in proc.stdout.readline().split()])
-    for proc in procs.values():
-        proc.stdin.close()
-        proc.wait()
     best = {name: min(r[0] for r in rows) for name, rows in results.items()}
     print("| allocator | ms/step | chars/s | vs glibc defaults | page faults/step | peak RSS |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -183,7 +183,7 @@ def cmd_train(args) -> int:
     from .train import train
 
     # This process is ours, so it may tune the C allocator (the library's train() leaves a host
-    # program's allocator alone; call keep_freed_memory() yourself for the same ~4%).
+    # program's allocator alone; call keep_freed_memory() yourself for the same few percent).
     keep_freed_memory()
     preset = preset_sections(args.preset)
     sections = load_toml(args.config) if args.config else {"model": {}, "train": {}}

@@ -79,7 +79,7 @@ def keep_freed_memory() -> bool:
 
     A CPU training step allocates and frees the same few-MB activation tensors every step. By
     default glibc hands blocks this large to the kernel on free (munmap, or trimming the heap),
-    so the next step takes them back one 4 KB page fault at a time: 1,000-3,000 faults and ~4%
+    so the next step takes them back one 4 KB page fault at a time: 1,000-3,000 faults and 2-8%
     of a step at the default shape (bench/allocator.py). Fixing the mmap threshold at
     glibc's 32 MB maximum and trimming only beyond 256 MB keeps them in the heap instead; peak
     memory stays within a few MB of what it was, it is just no longer given back between steps.
