@@ -15,7 +15,7 @@ from minigpt import precision as precision_mod
 from minigpt.device import default_threads, physical_cores
 from minigpt.generate import filter_logits, sample_next
 from minigpt.model import KVCache
-from minigpt.precision import autocast, resolve_precision
+from minigpt.precision import attention_kernel, autocast, resolve_precision
 
 from test_cli import TINY, run
 
@@ -28,14 +28,29 @@ def model(**kw) -> MiniGPT:
     return MiniGPT(ModelConfig(**{**cfg, **kw}))
 
 
-def test_batched_matmul_attention_equals_the_explicit_formula():
+def test_fast_kernels_equal_the_explicit_formula():
     attn = model().blocks[0].attn.eval()
     torch.manual_seed(0)
-    for tq, tk in ((16, 16), (5, 12), (1, 9)):  # full, offset queries (a cache), one new position
+    per_row = torch.rand(2, 1, 5, 12) > 0.3  # a cache's per-row mask
+    per_row[..., 0] = True
+    for tq, tk, mask in ((16, 16, None), (5, 12, None), (1, 9, None), (5, 12, per_row)):
         q = torch.randn(2, 4, tq, 16)
         k, v = torch.randn(2, 4, tk, 16), torch.randn(2, 4, tk, 16)
-        expected = attn.explicit_attention(q, k, v)
-        assert torch.allclose(attn.batched_matmul_attention(q, k, v, 0.0), expected, atol=1e-5)
+        expected, _ = attn.explicit_attention(q, k, v, mask)
+        assert torch.allclose(attn.baddbmm_attention(q, k, v, mask, 0.0), expected, atol=1e-5)
+        for kernel in ("sdpa", "baddbmm"):
+            attn.use_kernel(kernel)
+            assert torch.allclose(attn.fast_attention(q, k, v, mask), expected, atol=1e-5), kernel
+
+
+def test_the_attention_kernel_is_chosen_once_per_precision_and_device():
+    assert attention_kernel("bf16", CPU) == "baddbmm"
+    assert attention_kernel("fp32", CPU) == "sdpa"
+    assert attention_kernel("bf16", torch.device("cuda")) == "sdpa"
+    net = model().prepare("baddbmm")
+    assert {b.attn.kernel for b in net.blocks} == {"baddbmm"}
+    with pytest.raises(ValueError, match="kernel must be"):
+        net.prepare("flash")
 
 
 def test_bf16_autocast_runs_the_bf16_kernel_and_matches_fp32(monkeypatch):
@@ -47,9 +62,10 @@ def test_bf16_autocast_runs_the_bf16_kernel_and_matches_fp32(monkeypatch):
     grads32 = [p.grad.clone() for p in net.parameters()]
     net.zero_grad()
     calls = []
-    real = type(net.blocks[0].attn).batched_matmul_attention
-    monkeypatch.setattr(type(net.blocks[0].attn), "batched_matmul_attention",
+    real = type(net.blocks[0].attn).baddbmm_attention
+    monkeypatch.setattr(type(net.blocks[0].attn), "baddbmm_attention",
                         lambda self, *a: calls.append(1) or real(self, *a))
+    net.prepare(attention_kernel("bf16", CPU))  # what train() does for a bf16 run on a CPU
     with autocast("bf16", CPU):
         logits, loss16, _ = net(x, y)
     loss16.backward()
@@ -78,20 +94,34 @@ def test_bf16_training_learns_like_fp32(tmp_path, story_file):
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
 
 
-def test_decode_with_the_preallocated_cache_equals_the_full_forward():
-    net = model().eval()
+@pytest.mark.parametrize("kernel", ["sdpa", "baddbmm"])
+def test_the_cache_fed_one_position_at_a_time_equals_the_full_forward(kernel):
+    net = model().eval().prepare(kernel)
     seq = torch.randint(0, 20, (2, 16))
     cache = KVCache(net.config, batch=2)
-    logits = net.decode(seq[:, :6], cache)  # a prompt of 6, then one position at a time
-    with torch.no_grad():
+    with torch.inference_mode():  # where generation runs (the fast Linear layout, no autograd)
+        logits = net(seq[:, :6], cache=cache)[0][:, -1]  # a prompt of 6, then one at a time
         for t in range(6, 17):
             full = net(seq[:, :t])[0][:, -1]
             assert torch.allclose(logits, full, atol=1e-5), t
             if t < 16:
-                logits = net.decode(seq[:, t : t + 1], cache)
-    assert cache.length == 16
-    with pytest.raises(ValueError, match="exceeds block_size"):
-        net.decode(seq[:, :1], cache)
+                logits = net(seq[:, t : t + 1], cache=cache)[0][:, -1]
+        assert cache.lengths.tolist() == [16, 16]
+        with pytest.raises(ValueError, match="exceeds block_size"):
+            net(seq[:, :1], cache=cache)
+
+
+def test_the_inference_layout_of_linear_follows_weight_changes():
+    net = model().eval()
+    x = torch.randint(0, 20, (1, 8))
+    with torch.inference_mode():
+        before = net(x)[0]
+    with torch.no_grad():
+        net.head.weight.mul_(2.0)  # an in-place change, as an optimizer step makes
+    with torch.inference_mode():
+        after = net(x)[0]
+    assert torch.allclose(after, net(x)[0].detach(), atol=1e-6)  # same as the autograd path
+    assert not torch.allclose(before, after)
 
 
 def test_sampler_draws_from_the_filtered_distribution():

@@ -5,6 +5,7 @@ import torch
 
 from minigpt import MiniGPT, ModelConfig, SampleConfig, UserError, generate, load
 from minigpt.generate import filter_logits, generate_ids, make_generator
+from minigpt.model import KVCache
 
 
 def model_with_block(block=16) -> MiniGPT:
@@ -47,9 +48,10 @@ def test_first_allowed_limits_only_the_first_token(use_cache):
 def test_kv_cache_logits_equal_recompute_logits_step_by_step():
     model = model_with_block()
     seq = [1, 2, 3]
-    _, _, cache = model(torch.tensor([seq]))
+    cache = KVCache(model.config)
+    model(torch.tensor([seq]), cache=cache)
     for token in [4, 5, 6, 7, 8]:
-        cached, _, cache = model(torch.tensor([[token]]), past=cache)
+        cached, _, _ = model(torch.tensor([[token]]), cache=cache)
         seq.append(token)
         full, _, _ = model(torch.tensor([seq]))
         assert torch.allclose(cached[0, -1], full[0, -1], atol=1e-5)

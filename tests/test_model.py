@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from minigpt import MiniGPT, ModelConfig, UserError
+from minigpt.model import KVCache
 
 
 def tiny(attention="fast", dropout=0.0, **kw) -> MiniGPT:
@@ -17,10 +18,11 @@ def tiny(attention="fast", dropout=0.0, **kw) -> MiniGPT:
 def test_shapes_and_loss():
     model = tiny()
     ids = torch.randint(0, 20, (3, 16))
-    logits, loss, cache = model(ids, ids)
-    assert logits.shape == (3, 16, 20)
+    logits, loss, weights = model(ids, ids)
+    assert logits.shape == (3, 16, 20) and weights is None
     assert loss.ndim == 0 and loss.item() == pytest.approx(torch.log(torch.tensor(20.0)).item(), rel=0.1)
-    assert len(cache) == 2 and cache[0][0].shape == (3, 4, 16, 8)
+    _, _, weights = model(ids, need_weights=True)  # (layers, B, H, T, T), asked for
+    assert weights.shape == (2, 3, 4, 16, 16)
 
 
 @pytest.mark.parametrize("attention", ["fast", "explicit"])
@@ -55,19 +57,54 @@ def test_set_attention_switches_every_layer():
     model.set_attention("explicit")
     assert all(b.attn.attention == "explicit" for b in model.blocks)
     model.eval()
-    model(torch.randint(0, 20, (1, 5)))
-    weights = model.blocks[0].attn.last_weights[0, 0]
-    assert torch.allclose(weights.sum(-1), torch.ones(5))
-    assert torch.all(weights.triu(1) == 0)  # nothing attends to the future
+    ids = torch.randint(0, 20, (1, 5))
+    for kind in ("fast", "explicit"):  # either path hands back the weights when asked
+        model.set_attention(kind)
+        weights = model(ids, need_weights=True)[2][0, 0, 0]
+        assert torch.allclose(weights.sum(-1), torch.ones(5))
+        assert torch.all(weights.triu(1) == 0)  # nothing attends to the future
+    # and nothing is left behind on the modules for another caller to read
+    assert not any(hasattr(b.attn, "last_weights") for b in model.blocks)
 
 
-def test_cached_forward_equals_full_forward():
-    model = tiny().eval()
+@pytest.mark.parametrize("attention", ["fast", "explicit"])
+def test_cached_forward_equals_full_forward(attention):
+    model = tiny(attention).eval()
     ids = torch.randint(0, 20, (1, 12))
     full, _, _ = model(ids)
-    _, _, cache = model(ids[:, :7])
-    step, _, _ = model(ids[:, 7:], past=cache)
-    assert torch.allclose(full[:, 7:], step, atol=1e-5)
+    cache = KVCache(model.config)
+    with torch.no_grad():
+        first, _, _ = model(ids[:, :7], cache=cache)  # a prompt of 7 ...
+        rest, _, _ = model(ids[:, 7:], cache=cache)  # ... then the next 5, positions 7..11
+    assert cache.lengths.tolist() == [12]
+    assert torch.allclose(full[:, :7], first, atol=1e-5)
+    assert torch.allclose(full[:, 7:], rest, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["fast", "explicit"])
+def test_one_forward_advances_rows_at_different_positions(attention):
+    """Three independent streams of different lengths in one cache: a batched step gives each
+    row the logits it gets alone, and a new prompt can be fed into one row of a live batch."""
+    model = tiny(attention).eval()
+    torch.manual_seed(5)
+    seqs = [torch.randint(0, 20, (n,)) for n in (3, 9, 6)]
+    nxt = torch.randint(0, 20, (3, 1))
+    cache = KVCache(model.config, batch=3)
+    with torch.no_grad():
+        for row, seq in enumerate(seqs):  # prefill each row alone: a view of that row
+            model(seq[None], cache=cache.rows(row, row + 1))
+        assert cache.lengths.tolist() == [3, 9, 6]
+        batched, _, weights = model(nxt, cache=cache, need_weights=True)
+        for row, seq in enumerate(seqs):
+            alone = model(torch.cat([seq, nxt[row]])[None])[0][0, -1]
+            assert torch.allclose(batched[row, -1], alone, atol=1e-5), row
+            seen = weights[:, row, :, 0]  # (layers, heads, keys up to the longest row)
+            assert torch.all(seen[..., len(seq) + 1:] == 0)  # never another row's length
+        assert cache.lengths.tolist() == [4, 10, 7]
+        two, _, _ = model(torch.randint(0, 20, (3, 2)), cache=cache)  # T > 1 at mixed lengths too
+        assert cache.lengths.tolist() == [6, 12, 9]
+        with pytest.raises(ValueError, match="exceeds block_size"):
+            model(torch.randint(0, 20, (3, 5)), cache=cache)  # row 1 would reach 17 > 16
 
 
 def test_residual_projections_get_scaled_init():

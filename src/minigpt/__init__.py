@@ -9,6 +9,7 @@ The public API:
     model, tokenizer, config = load(run)               # a run directory, model directory or Hub id
     save_pretrained(model, tokenizer, "my-model")     # config.json, model.safetensors, tokenizer.json
     print(generate(model, tokenizer, "Once upon a time", max_new_tokens=300, temperature=0.8))
+    stories = generate_batch(model, tokenizer, ["Tom", "Lily"] * 8, seed=1)  # 16 at once
     print(evaluate(model, tokenizer, "held-out.txt"))   # nats/char, bits/char, perplexity
 
 Looking inside (minigpt.introspect, pictures in minigpt.viz):
@@ -20,7 +21,7 @@ Looking inside (minigpt.introspect, pictures in minigpt.viz):
 
 __version__ = "0.1.0"
 
-from .api import evaluate, generate, load  # noqa: E402
+from .api import evaluate, generate, generate_batch, load  # noqa: E402
 from .config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .introspect import attention_maps, next_char_probabilities, summary  # noqa: E402
@@ -31,5 +32,6 @@ from .train import train  # noqa: E402
 
 __all__ = ["BPETokenizer", "CharTokenizer", "MiniGPT", "ModelConfig", "SampleConfig", "TrainConfig",
            "UserError", "WordTokenizer", "attention_maps", "evaluate", "from_pretrained", "generate",
+           "generate_batch",
            "load", "load_tokenizer", "next_char_probabilities", "save_pretrained", "summary", "train",
            "__version__"]

@@ -1,4 +1,5 @@
-"""The Python API in three verbs: load a model, generate from it, evaluate it on held-out text."""
+"""The Python API in three verbs: load a model, generate from it (one story or many at once),
+evaluate it on held-out text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .data import iter_stories
 from .device import pick_device
 from .errors import UserError
 from .evaluate import encode_for_eval, evaluate_ids, per_char
+from .generate import generate_batch as _generate_batch
 from .generate import generate_text
 from .model import MiniGPT
 from .pretrained import from_pretrained
@@ -27,6 +29,14 @@ def generate(model: MiniGPT, tokenizer: Tokenizer, prompt: str = "", **options) 
     """Prompt + continuation. Options: any SampleConfig field (max_new_tokens, temperature, top_k,
     top_p, greedy, seed, stop_at_eos, use_cache)."""
     return generate_text(model, tokenizer, prompt, SampleConfig(), **options)
+
+
+def generate_batch(model: MiniGPT, tokenizer: Tokenizer, prompts: list[str],
+                   seeds: list[int | None] | None = None, max_batch: int = 32, **options) -> list[str]:
+    """Prompt + continuation for each prompt, all written at once (up to `max_batch` together).
+    Story i uses seeds[i], or seed + i with the `seed` option; each is the story `generate`
+    writes alone with that seed. Options as for `generate`."""
+    return _generate_batch(model, tokenizer, list(prompts), SampleConfig(), seeds, max_batch, **options)
 
 
 def evaluate(model: MiniGPT, tokenizer: Tokenizer, data: str | list[str],

@@ -93,7 +93,8 @@ def _add_sampling(p) -> None:
     p.add_argument("--top-p", "--top_p", type=float, dest="top_p", help="nucleus sampling, in (0, 1]")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest character")
     p.add_argument("--seed", type=int, help="make the story reproducible")
-    p.add_argument("--num-samples", type=int, default=1, help="how many stories")
+    p.add_argument("--num-samples", type=int, default=1, help="how many stories, written at once "
+                   "(story i uses --seed + i)")
     p.add_argument("--no-stop", action="store_true", help="keep going past the end of the story")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
 
@@ -233,7 +234,7 @@ def cmd_generate(args) -> int:
     from .config import SampleConfig
     from .data import normalise_characters
     from .device import pick_device
-    from .generate import make_generator, stream
+    from .engine import Engine
 
     cfg = SampleConfig(max_new_tokens=None if args.max_new_chars is not None else args.max_new_tokens,
                        max_new_chars=args.max_new_chars, temperature=args.temperature,
@@ -243,15 +244,23 @@ def cmd_generate(args) -> int:
     cfg.validate()
     device = pick_device(args.device)
     model, tokenizer, _ = from_pretrained(_resolve_checkpoint(args.checkpoint), device)
-    tokenizer.encode(normalise_characters(args.prompt))  # unknown characters: fail before printing
-    generator = make_generator(cfg.seed, device)
-    for index in range(cfg.num_samples):
-        if index:
-            print("\n" + "-" * 40)
-        print(normalise_characters(args.prompt), end="", flush=True)
-        for piece in stream(model, tokenizer, args.prompt, cfg, generator):
-            print(piece, end="", flush=True)
+    prompt = normalise_characters(args.prompt)
+    engine = Engine(model, tokenizer, max_batch=min(cfg.num_samples, 64), use_cache=cfg.use_cache)
+    # Story i uses seed + i; all of them are written at once, one batched step per character.
+    streams = [engine.add(engine.stream(prompt, cfg, None if cfg.seed is None else cfg.seed + i))
+               for i in range(cfg.num_samples)]  # an unknown prompt character fails here, first
+    if len(streams) == 1:  # one story streams to the terminal as it is written
+        streams[0].notify = lambda kind, piece: kind == "piece" and print(piece, end="", flush=True)
+        print(prompt, end="", flush=True)
+        engine.run()
         print()
+        return 0
+    printed = 0
+    while printed < len(streams):  # each story is printed, in order, once it is finished
+        engine.step()
+        while printed < len(streams) and streams[printed].finished:
+            print(("\n" + "-" * 40 + "\n" if printed else "") + prompt + streams[printed].text, flush=True)
+            printed += 1
     return 0
 
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import SampleConfig
-from .generate import filter_logits, prompt_ids
+from .engine import prompt_ids
+from .sampling import filter_logits
 from .model import MiniGPT
 from .tokenizer import Tokenizer
 
@@ -26,16 +27,13 @@ def attention_maps(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> tuple[t
     after the end-of-story symbol that starts every story (shown as '<eos>').
     """
     ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
-    previous = model.config.attention
     was_training = model.training
     model.eval()
-    model.set_attention("explicit")  # only the explicit path materialises the weights
-    try:
-        model(torch.tensor([ids], device=next(model.parameters()).device))
-        maps = torch.stack([block.attn.last_weights[0].float().cpu() for block in model.blocks])
+    try:  # need_weights runs the explicit attention, the one that keeps its weights
+        _, _, weights = model(torch.tensor([ids], device=next(model.parameters()).device), need_weights=True)
     finally:
-        model.set_attention(previous)
         model.train(was_training)
+    maps = weights[:, 0].float().cpu()
     labels = ["<eos>" if i == tokenizer.eos_id else tokenizer.piece(i) for i in ids]
     return maps, labels
 

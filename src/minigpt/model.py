@@ -4,8 +4,13 @@
                -> n_layers x Block [LayerNorm -> attention -> +residual; LayerNorm -> MLP -> +residual]
                -> final LayerNorm -> linear head -> logits (B, T, vocab_size)
 
+One forward runs the blocks for everything: training, evaluation, the learning tools and
+generation. For generation it takes a `KVCache`, the keys and values of every position already
+seen, for a batch of independent stories, each at its own position.
+
 This file knows nothing about files, devices, data or logging: it is the model and nothing else.
-Letters used in shapes: B batch, T time (characters), C channels (n_embd), H heads, D head size.
+Letters used in shapes: B batch, T time (characters), C channels (n_embd), H heads, D head size,
+L block_size (the longest context).
 """
 
 from __future__ import annotations
@@ -18,29 +23,88 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 
-# forward()'s cache is one (keys, values) pair per layer, each shaped (B, H, T_past, D): simple,
-# and what the tests compare against. Generation uses the preallocated `KVCache` and `decode()`.
-PastKV = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight_t + bias for 2-D x and a transposed (in, out) weight, in one call."""
-    return x @ weight_t if bias is None else torch.addmm(bias, x, weight_t)
-
 
 class KVCache:
-    """Keys and values of every position seen so far, for every layer, in buffers allocated once.
+    """Keys and values of every position seen so far, for a batch of independent streams.
 
-    keys[i] / values[i]: (B, H, block_size, D) for layer i; the first `length` positions are
-    filled. Growing a tensor with torch.cat every step would copy the whole cache each time; here
-    a step writes one slot.
+    Attention at a new position needs the keys and values of all earlier positions, and those never
+    change once computed, so generation keeps them instead of recomputing the whole context for
+    every new character. The buffers are allocated once, (n_layers, B, H, L, D) each; a step writes
+    only its new slots. Row b is its own story: `lengths[b]` positions of it are filled, and rows
+    need not agree, so one forward can advance stories that started at different times.
+
+    `rows(start, stop)` is a view of some rows (same memory): feed a new prompt into one row
+    while the others wait, then advance all of them together.
     """
 
     def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
-        shape = (batch, config.num_heads, config.block_size, config.head_size)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
-        self.length = 0
+        shape = (config.n_layers, batch, config.num_heads, config.block_size, config.head_size)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.lengths = torch.zeros(batch, dtype=torch.long)  # filled positions per row (on the CPU)
+        self.block_size = config.block_size
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Rows start..stop-1 as a cache of their own, sharing this one's memory."""
+        view = object.__new__(KVCache)
+        view.keys, view.values = self.keys[:, start:stop], self.values[:, start:stop]
+        view.lengths, view.block_size = self.lengths[start:stop], self.block_size
+        return view
+
+    def plan(self, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None, slice | torch.Tensor]:
+        """Where T new positions go in every row: (positions (B, T), the attention mask, slots).
+
+        When every row is at the same length the new positions are one slice of the buffers and
+        the usual causal rule applies (mask None). Otherwise each row writes at its own positions,
+        and the mask (B, 1, T, end) says which keys each new query may see: its own row's, up to
+        itself. A row's unused slots past its length are never visible to it.
+        """
+        starts = self.lengths.tolist()
+        end = max(starts) + T
+        if end > self.block_size:
+            raise ValueError(f"sequence of {end} exceeds block_size {self.block_size}")
+        if min(starts) == end - T:  # all rows at the same length
+            return torch.arange(end - T, end, device=device), None, slice(end - T, end)
+        positions = (self.lengths[:, None] + torch.arange(T)).to(device)  # (B, T)
+        visible = torch.arange(end, device=device) <= positions[:, :, None]  # (B, T, end)
+        return positions, visible[:, None], positions
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, slots) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new keys and values (B, H, T, D) of one layer; return every row's keys and
+        values up to the longest row, (B, H, end, D)."""
+        keys, values = self.keys[layer], self.values[layer]
+        if isinstance(slots, slice):
+            keys[:, :, slots] = k
+            values[:, :, slots] = v
+            end = slots.stop
+        else:  # per-row positions (B, T): index (row, position), heads kept whole
+            rows = torch.arange(k.size(0), device=k.device)[:, None]
+            keys[rows, :, slots] = k.transpose(1, 2)
+            values[rows, :, slots] = v.transpose(1, 2)
+            end = int(slots.max()) + 1
+        return keys[:, :, :end], values[:, :, :end]
+
+
+class Linear(nn.Linear):
+    """nn.Linear (y = x W^T + b, W stored (out, in) as usual), faster when it is not training.
+
+    Generation multiplies a few rows at a time, where the cost is reading W, and a CPU reads
+    a contiguous (in, out) copy ~1.5x faster than W itself (bench/generation.py). So outside
+    autograd the layer keeps such a copy of W^T, remade whenever W changes (its version
+    counter moves with every optimizer step or load), and computes x W^T + b with it: the same
+    arithmetic, another memory layout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self._parameters["weight"], self._parameters["bias"]  # skip __getattr__
+        if torch.is_grad_enabled() or x.dtype != weight.dtype:  # training, or autocast
+            return F.linear(x, weight, bias)
+        memo = self.__dict__.get("_transposed")
+        if memo is None or memo[0] is not weight or memo[1] != weight._version:
+            memo = self.__dict__["_transposed"] = (weight, weight._version, weight.detach().t().contiguous())
+        rows = x.reshape(-1, x.size(-1))
+        y = rows @ memo[2] if bias is None else torch.addmm(bias, rows, memo[2])
+        return y.view(*x.shape[:-1], y.size(-1))
 
 
 class CausalSelfAttention(nn.Module):
@@ -52,8 +116,10 @@ class CausalSelfAttention(nn.Module):
     that is what lets one forward pass train on every next-character prediction at once without
     the answer leaking in from the right.
 
-    Two implementations compute the same thing. `explicit` writes every step out so a learner can
-    follow it; `fast` calls PyTorch's fused kernel, which never stores the T x T score matrix.
+    Two implementations compute the same thing. `explicit_attention` writes every step out so a
+    learner can follow it, and is the one that can hand back the attention weights; the fast path
+    calls one fused kernel that never keeps the T x T weights. Which kernel is fastest depends on
+    the hardware and the precision; `use_kernel` sets it once (MiniGPT.prepare), not on every call.
     """
 
     def __init__(self, config: ModelConfig):
@@ -61,12 +127,13 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.head_size = config.head_size
         self.attention = config.attention
+        self.kernel = "sdpa"  # the fast path's kernel: "sdpa" or "baddbmm" (see use_kernel)
         # Dropout on the attention weights themselves: costly on a CPU (a random mask of
         # B x H x T x T per layer), so it has its own knob; by default it follows `dropout`.
         self.dropout = config.dropout if config.attn_dropout is None else config.attn_dropout
         # One Linear makes queries, keys and values for all heads at once: 3 * C outputs.
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.qkv = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(self.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
@@ -84,54 +151,77 @@ class CausalSelfAttention(nn.Module):
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, T, D) -> (B, T, C): put the heads' outputs side by side again."""
         B, _, T, _ = x.shape
-        return x.transpose(1, 2).contiguous().view(B, T, self.num_heads * self.head_size)
+        return x.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
 
-    def explicit_attention(self, q, k, v) -> torch.Tensor:
-        """softmax(q k^T / sqrt(D) + mask) v, written out. q: (B,H,Tq,D); k, v: (B,H,Tk,D)."""
-        Tq, Tk = q.size(2), k.size(2)
+    def visible(self, Tq: int, Tk: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Which keys each query may see (True = visible). Without a mask from the cache, the Tq
+        queries are the last Tq of the Tk positions (earlier ones came from the cache), so query i
+        sits at position Tk - Tq + i and may see keys 0 .. Tk - Tq + i."""
+        return self.causal_mask[Tk - Tq : Tk, :Tk] if mask is None else mask
+
+    def explicit_attention(self, q, k, v, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """softmax(q k^T / sqrt(D) + mask) v, written out. q: (B,H,Tq,D); k, v: (B,H,Tk,D).
+        Returns the output (B, H, Tq, D) and the attention weights (B, H, Tq, Tk)."""
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, Tq, Tk)
-        # The Tq queries are the last Tq of the Tk positions (earlier ones came from the cache),
-        # so query i sits at absolute position Tk - Tq + i and may see keys 0 .. Tk - Tq + i.
-        mask = self.causal_mask[Tk - Tq : Tk, :Tk]
-        scores = scores.masked_fill(~mask, float("-inf"))  # the future gets zero weight
-        weights = F.softmax(scores, dim=-1)  # each row sums to 1
-        self.last_weights = weights.detach()  # kept for anyone who wants to look at them
-        weights = self.attn_dropout(weights)
-        return weights @ v  # (B, H, Tq, D)
+        scores = scores.masked_fill(~self.visible(q.size(2), k.size(2), mask), float("-inf"))
+        weights = F.softmax(scores, dim=-1)  # each row sums to 1; the future gets zero weight
+        return self.attn_dropout(weights) @ v, weights
 
-    def fast_attention(self, q, k, v) -> torch.Tensor:
-        Tq, Tk = q.size(2), k.size(2)
+    def fast_attention(self, q, k, v, mask=None) -> torch.Tensor:
+        """The same result from one fused kernel, chosen once by `use_kernel`."""
         dropout = self.dropout if self.training else 0.0
-        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and Tq > 1:
-            # PyTorch's fused CPU kernel is ~4x slower in bf16 than this (bench/precision.py).
-            return self.batched_matmul_attention(q, k, v, dropout)
-        if Tq == Tk:
+        Tq, Tk = q.size(2), k.size(2)
+        if self.kernel == "baddbmm":
+            return self.baddbmm_attention(q, k, v, mask, dropout)
+        if mask is None and Tq == Tk:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        # With a cache the queries are offset from the keys, which is_causal does not express.
-        mask = self.causal_mask[Tk - Tq : Tk, :Tk]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if mask is None and Tq == 1:  # one new position sees every cached one: nothing to hide
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.visible(Tq, Tk, mask),
+                                              dropout_p=dropout)
 
-    def batched_matmul_attention(self, q, k, v, dropout: float) -> torch.Tensor:
-        """The explicit formula in three fused calls, for bf16 on CPUs with bf16 matrix units:
-        scores = mask + (q k^T) / sqrt(D) in one baddbmm, a softmax, and weights @ v."""
+    def baddbmm_attention(self, q, k, v, mask, dropout: float) -> torch.Tensor:
+        """The explicit formula in three calls: scores = mask + (q k^T) / sqrt(D) in one baddbmm,
+        a softmax, and weights @ v. In bf16 on a CPU it is ~4x faster than PyTorch's fused kernel
+        (bench/precision.py)."""
         B, H, Tq, D = q.shape
         Tk = k.size(2)
-        bias = self.causal_bias[Tk - Tq : Tk, :Tk].to(q.dtype)
+        if mask is None:
+            bias = self.causal_bias[Tk - Tq : Tk, :Tk].to(q.dtype)
+        else:  # per-row masks from the cache: (B, 1, Tq, Tk) -> one bias per (row, head)
+            bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+            bias = bias.expand(B, H, Tq, Tk).reshape(B * H, Tq, Tk)
         scores = torch.baddbmm(bias, q.reshape(B * H, Tq, D), k.reshape(B * H, Tk, D).transpose(1, 2),
                                alpha=1.0 / math.sqrt(D))
         weights = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
         return (weights @ v.reshape(B * H, Tk, D)).view(B, H, Tq, D)
 
-    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """x: (B, T, C). `past` holds earlier keys and values; returns (output, (keys, values))."""
-        q, k, v = self.qkv(x).split(x.size(-1), dim=2)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)
-            v = torch.cat([past[1], v], dim=2)
-        attend = self.explicit_attention if self.attention == "explicit" else self.fast_attention
-        y = self.merge_heads(attend(q, k, v))
-        return self.resid_dropout(self.proj(y)), (k, v)
+    def use_kernel(self, kernel: str) -> None:
+        if kernel not in ("sdpa", "baddbmm"):
+            raise ValueError(f"kernel must be 'sdpa' or 'baddbmm', got {kernel!r}")
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor, cache=None, need_weights: bool = False):
+        """x: (B, T, C) -> (output (B, T, C), attention weights or None).
+
+        `cache` (layer, KVCache, slots, mask) adds this step's keys and values to the cache and
+        attends over all of them; `need_weights` runs the explicit path and returns its weights.
+        """
+        B, T, C = x.shape
+        # (B, T, 3C) -> three (B, H, T, D): each head works on its own slice of the channels.
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4).unbind(0)
+        mask = None
+        if cache is not None:
+            layer, kv, slots, mask = cache
+            k, v = kv.store(layer, k, v, slots)
+        weights = None
+        if need_weights or self.attention == "explicit":
+            y, weights = self.explicit_attention(q, k, v, mask)
+            weights = weights if need_weights else None
+        else:
+            y = self.fast_attention(q, k, v, mask)
+        y = self.proj(self.merge_heads(y))
+        return self.resid_dropout(y) if self.training else y, weights
 
 
 class FeedForward(nn.Module):
@@ -140,12 +230,13 @@ class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         hidden = config.ff_hidden_mult * config.n_embd
-        self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.up = Linear(config.n_embd, hidden, bias=config.bias)
+        self.down = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.relu(self.up(x))))
+        x = self.down(F.relu(self.up(x)))
+        return self.dropout(x) if self.training else x  # dropout only acts in training
 
 
 class Block(nn.Module):
@@ -162,11 +253,11 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = FeedForward(config)
 
-    def forward(self, x, past=None):
-        attn_out, present = self.attn(self.ln1(x), past)
+    def forward(self, x, cache=None, need_weights: bool = False):
+        attn_out, weights = self.attn(self.ln1(x), cache, need_weights)
         x = x + attn_out
         x = x + self.mlp(self.ln2(x))
-        return x, present
+        return x, weights
 
 
 class MiniGPT(nn.Module):
@@ -183,7 +274,7 @@ class MiniGPT(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layers):
         # each block adds two such outputs, and this keeps the stream's variance from growing
@@ -203,74 +294,35 @@ class MiniGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
-                past: PastKV | None = None):
-        """ids: (B, T) token ids. Returns (logits (B, T, V), loss or None, new KV cache).
+                cache: KVCache | None = None, need_weights: bool = False):
+        """ids: (B, T) token ids -> (logits (B, T, V), loss or None, attention weights or None).
 
-        With `past`, `ids` are the *next* tokens after the cached ones, and positions continue
-        from where the cache ends.
+        With `cache`, row b of `ids` holds the *next* T tokens of the cache's row b: their
+        positions continue from where that row ends, and the cache is extended by T in every row.
+        `need_weights` returns each layer's attention weights, (n_layers, B, H, T, T_seen).
         """
         B, T = ids.shape
-        start = 0 if past is None else past[0][0].size(2)
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} exceeds block_size {self.config.block_size}")
-        positions = torch.arange(start, start + T, device=ids.device)
-        x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
-        present: PastKV = []
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"sequence of {T} exceeds block_size {self.config.block_size}")
+            positions = torch.arange(T, device=ids.device)
+            slots = mask = None
+        else:
+            positions, mask, slots = cache.plan(T, ids.device)
+        x = self.token_embedding(ids) + self.position_embedding(positions)
+        x = self.dropout(x) if self.training else x
+        maps = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if past is None else past[i])
-            present.append(kv)
+            x, weights = block(x, None if cache is None else (i, cache, slots, mask), need_weights)
+            maps.append(weights)
+        if cache is not None:
+            cache.lengths += T
         logits = self.head(self.ln_f(x))
         loss = None
         if targets is not None:
             # Teacher forcing: every position is scored on the true next character.
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss, present
-
-    def decode_weights(self) -> list[tuple[torch.Tensor | None, ...]]:
-        """Per layer, the tensors decode() uses, gathered once per story rather than once per
-        character (a module attribute lookup costs about as much as a small tensor operation).
-        Matrices are stored transposed, (in, out), the layout a one-row product is fastest in.
-        A snapshot: take a new one after changing the weights."""
-        def t(linear: nn.Linear) -> torch.Tensor:
-            return linear.weight.detach().t().contiguous()
-        return [(b.ln1.weight, b.ln1.bias, t(b.attn.qkv), b.attn.qkv.bias, t(b.attn.proj),
-                 b.attn.proj.bias, b.ln2.weight, b.ln2.bias, t(b.mlp.up), b.mlp.up.bias,
-                 t(b.mlp.down), b.mlp.down.bias) for b in self.blocks]
-
-    @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, cache: KVCache,
-               weights: list[tuple[torch.Tensor | None, ...]] | None = None) -> torch.Tensor:
-        """Logits (B, V) for the position after `ids` (B, T), which continue the cached positions.
-
-        The same arithmetic as forward() in eval mode, trimmed for generation, where it runs once
-        per character and per-operation overhead matters more than arithmetic: plain matrix
-        products on tensors gathered once (`weights`, from decode_weights()), keys and values
-        written into the preallocated cache, one new position attending to the whole cache
-        without a mask, no autograd bookkeeping, and the head applied to the last position only.
-        tests/test_fast_paths.py checks it against forward().
-        """
-        B, T = ids.shape
-        start, end = cache.length, cache.length + T
-        if end > self.config.block_size:
-            raise ValueError(f"sequence of {end} exceeds block_size {self.config.block_size}")
-        C, H, D = self.config.n_embd, self.config.num_heads, self.config.head_size
-        x = F.embedding(ids.reshape(-1), self.token_embedding.weight)  # (B*T, C) rows
-        x = (x.view(B, T, C) + self.position_embedding.weight[start:end]).view(B * T, C)
-        mask = None if T == 1 else self.blocks[0].attn.causal_mask[start:end, :end]
-        for (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, up_w, up_b, down_w,
-             down_b), keys, values in zip(weights or self.decode_weights(), cache.keys, cache.values):
-            h = F.layer_norm(x, (C,), ln1_w, ln1_b)
-            q, k, v = _affine(h, qkv_w, qkv_b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)
-            keys[:, :, start:end] = k  # each (B, H, T, D)
-            values[:, :, start:end] = v
-            y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
-            x = x + _affine(y.transpose(1, 2).reshape(B * T, C), proj_w, proj_b)
-            h = F.layer_norm(x, (C,), ln2_w, ln2_b)
-            x = x + _affine(F.relu(_affine(h, up_w, up_b)), down_w, down_b)
-        cache.length = end
-        last = x.view(B, T, C)[:, -1]
-        return F.linear(F.layer_norm(last, (C,), self.ln_f.weight, self.ln_f.bias), self.head.weight,
-                        self.head.bias)
+        return logits, loss, torch.stack(maps) if need_weights else None
 
     def set_attention(self, kind: str) -> None:
         """Switch every layer between the 'explicit' and 'fast' attention paths."""
@@ -279,3 +331,10 @@ class MiniGPT(nn.Module):
         self.config.attention = kind
         for block in self.blocks:
             block.attn.attention = kind
+
+    def prepare(self, kernel: str) -> MiniGPT:
+        """Pick the fast path's attention kernel for every layer, once: 'sdpa' (PyTorch's fused
+        kernel) or 'baddbmm' (for bf16 on a CPU). precision.attention_kernel() says which."""
+        for block in self.blocks:
+            block.attn.use_kernel(kernel)
+        return self

@@ -70,3 +70,10 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def attention_kernel(precision: str, device: torch.device) -> str:
+    """The fast attention path's kernel for a model that runs in `precision` on `device`, chosen
+    once (MiniGPT.prepare): PyTorch's fused CPU kernel is ~4x slower in bf16 than the same
+    formula as three batched matrix calls (bench/precision.py); elsewhere the fused kernel wins."""
+    return "baddbmm" if precision == "bf16" and device.type == "cpu" else "sdpa"

@@ -28,7 +28,7 @@ import torch
 from .config import SampleConfig
 from .data import clean_text, iter_stories
 from .evaluate import evaluate_ids, per_char
-from .generate import generate_ids, make_generator, prompt_ids
+from .engine import Engine, run_streams
 from .pretrained import from_pretrained, resolve, training_words
 
 _WORD = re.compile(r"[A-Za-z]+")
@@ -56,26 +56,12 @@ def story_measures(stories: list[str], vocabulary: set[str] | None) -> dict:
 
 def write_stories(model, tokenizer, n: int, max_new_chars: int, seed: int, temperature: float = 0.8
                   ) -> tuple[list[str], list[bool]]:
-    """n stories from scratch and whether each ended with the end-of-story token."""
-    device = next(model.parameters()).device
-    cfg = SampleConfig(max_new_tokens=None, max_new_chars=max_new_chars, temperature=temperature,
-                       stop_at_eos=False)
-    stories, ended = [], []
-    for i in range(n):
-        pieces, length, finished = [], 0, False
-        for token in generate_ids(model, prompt_ids(tokenizer, ""), cfg, tokenizer.eos_id,
-                                  make_generator(seed + i, device)):
-            if token == tokenizer.eos_id:
-                finished = True
-                break
-            piece = tokenizer.piece(token)
-            pieces.append(piece)
-            length += len(piece)
-            if length >= max_new_chars:
-                break
-        stories.append("".join(pieces)[:max_new_chars])
-        ended.append(finished)
-    return stories, ended
+    """n stories from scratch (story i with seed + i), written together by the engine, and
+    whether each ended with the end-of-story token."""
+    cfg = SampleConfig(max_new_tokens=None, max_new_chars=max_new_chars, temperature=temperature)
+    engine = Engine(model, tokenizer, max_batch=min(n, 32))
+    streams = run_streams(engine, [engine.stream("", cfg, seed + i) for i in range(n)])
+    return [s.text for s in streams], [s.finished == "end of story" for s in streams]
 
 
 def report(source=None, data: list[str] | None = None, stories: int = 20, max_new_chars: int = 1500,

@@ -32,7 +32,7 @@ from .evaluate import estimate_loss
 from .generate import make_generator, stream
 from .model import MiniGPT
 from .optim import Muon
-from .precision import autocast, resolve_precision
+from .precision import attention_kernel, autocast, resolve_precision
 from .rundir import RESUMABLE, check_disk_space, forget_after, resume_configs, start_run
 from .tokenizer import load_tokenizer
 
@@ -184,7 +184,7 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
     splits = _open_data(model_cfg, cfg, out_dir, resume, log, d)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = MiniGPT(model_cfg).to(device)
+    model = MiniGPT(model_cfg).to(device).prepare(attention_kernel(cfg.precision, device))
     optimizer = make_optimizer(model, cfg)
     batch_rng = torch.Generator().manual_seed(cfg.seed + 1)  # the same windows on every rank
     if d.enabled:

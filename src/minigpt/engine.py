@@ -1,0 +1,296 @@
+"""The generation engine: many stories at once, one batched forward per step.
+
+Writing one character costs a forward pass that mostly reads the model's weights; reading them
+for 16 stories at once costs little more than for one. So the engine keeps a set of live
+*streams*, each with its own prompt, sampling settings, random generator, stop rule and length
+limit, and every `step()` advances all of them by one token with a single forward over one
+shared `KVCache` (row i of the cache is stream i):
+
+    1. admit waiting streams into free rows (at most `max_batch` live at once)
+    2. for a stream whose context outgrew block_size, slide its window (below)
+    3. prefill: feed any of a stream's tokens that are not in the cache yet, except its last,
+       into its own row (a new prompt, or the window after a slide)
+    4. decode: feed every stream's last token in one forward; each row sits at its own position
+    5. sample every row with its own settings and generator; finished streams leave
+
+Streams join and leave between steps (continuous batching), and a stream's story depends only on
+its own prompt, settings and seed, never on what else is in the batch (tests/test_engine.py).
+
+A prompt that ends in a space is a trap for subword and word tokenizers: their tokens carry the
+space in front of a word (" little"), so a lone trailing space is a token the model almost never
+saw followed by a word, and it steers the story towards rare words. A stream holds such a space
+back, feeds the prompt without it, and lets the first new token be only one that starts with it
+(a small form of "token healing"); the text the user sees is the same.
+
+Learned position embeddings stop at block_size. When a story grows past that, the context slides:
+it restarts from the last 3/4 of a block, and the recompute path (`use_cache=False`, which re-runs
+the whole window every step) follows exactly the same rule, so both write the same story.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import torch
+
+from .config import SampleConfig
+from .data import normalise_characters
+from .errors import UserError
+from .model import KVCache, MiniGPT
+from .sampling import make_generator, sample_next
+from .tokenizer import Tokenizer
+
+
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """End-of-story then the prompt: the model sees 'a new story starts here, like this'.
+
+    Typographic punctuation in the prompt is mapped to ASCII like the training text; a character
+    the vocabulary still lacks is an error that names it (UserError).
+    """
+    return [tokenizer.eos_id] + tokenizer.encode(normalise_characters(prompt))
+
+
+def held_back_space(tokenizer: Tokenizer, prompt: str) -> tuple[str, torch.Tensor | None]:
+    """For a subword or word tokenizer and a prompt ending in spaces: (those spaces, a mask of
+    the tokens whose text starts with them). ("", None) when there is nothing to hold back, for
+    a character model, or when no token starts with those spaces."""
+    held = prompt[len(prompt.rstrip(" ")):]
+    if tokenizer.kind == "char" or not held:
+        return "", None
+    allowed = torch.tensor([tokenizer.piece(i).startswith(held) for i in range(tokenizer.vocab_size)])
+    return (held, allowed) if bool(allowed.any()) else ("", None)
+
+
+class Stream:
+    """One story in the engine.
+
+    `seq` is the whole story so far (prompt included) as token ids; the model sees the window
+    seq[start:], of which seq[start:fed] is already in the stream's cache row. `tokens` and
+    `pieces` are what it wrote (ids, and their text when the engine has a tokenizer). `finished`
+    becomes "length", "end of story" or "cancelled". `notify(kind, value)`, if set, is called by
+    the engine's thread with ("admitted", None), ("piece", text) and ("done", reason).
+    """
+
+    def __init__(self, ids: list[int], cfg: SampleConfig, generator: torch.Generator,
+                 eos_id: int | None = None, first_allowed: torch.Tensor | None = None, held: str = ""):
+        self.seq = list(ids)
+        self.cfg = cfg
+        self.generator = generator
+        self.eos_id = eos_id
+        self.first_allowed = first_allowed
+        self.held = held
+        self.limit = cfg.max_new_chars if cfg.max_new_chars is not None else cfg.max_new_tokens
+        self.chars_left = cfg.max_new_chars
+        self.tokens: list[int] = []
+        self.pieces: list[str] = []
+        self.start = self.fed = 0
+        self.finished: str | None = None
+        self.cancelled = False  # set from any thread; the engine drops the stream at its next step
+        self.notify: Callable[[str, object], None] | None = None
+        # Rows that share these settings are sampled together (the filters are per call).
+        self.sampling_key = (cfg.greedy or cfg.temperature == 0, cfg.temperature, cfg.top_k, cfg.top_p)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def _tell(self, kind: str, value=None) -> None:
+        if self.notify is not None:
+            self.notify(kind, value)
+
+
+class Engine:
+    """Live streams advanced together, one batched forward per step. See the module docstring.
+
+    Single-threaded use: `add()` streams, then `run()` (or `step()` until `idle`). A server runs
+    `serve_forever()` in one thread that owns the model, and calls `add()` and `cancel()` from
+    others: those two only touch the waiting queue and flags, under a lock.
+    """
+
+    def __init__(self, model: MiniGPT, tokenizer: Tokenizer | None = None, max_batch: int = 16,
+                 max_waiting: int | None = None, use_cache: bool = True):
+        if max_batch < 1:
+            raise UserError(f"max_batch must be a positive integer, got {max_batch}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.max_waiting = max_waiting  # None: no bound (a program's own batch); a server sets one
+        self.use_cache = use_cache
+        param = next(model.parameters())
+        self.device = param.device
+        self.cache = KVCache(model.config, max_batch, param.dtype, param.device) if use_cache else None
+        self.live: list[Stream] = []  # live[i] owns row i of the cache
+        self.waiting: deque[Stream] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    # ---- making streams -------------------------------------------------------------------
+
+    def stream(self, prompt: str = "", cfg: SampleConfig | None = None, seed: int | None = None) -> Stream:
+        """A stream for a text prompt (needs the engine's tokenizer). Bad settings or an unknown
+        prompt character are a UserError here, before the stream can join."""
+        if self.tokenizer is None:
+            raise ValueError("this engine has no tokenizer: make streams with Stream(ids, ...)")
+        cfg = cfg or SampleConfig()
+        cfg.validate()
+        prompt = normalise_characters(prompt)
+        held, first_allowed = held_back_space(self.tokenizer, prompt)
+        ids = prompt_ids(self.tokenizer, prompt[: len(prompt) - len(held)])
+        seed = cfg.seed if seed is None else seed
+        return Stream(ids, cfg, make_generator(seed, self.device), self.tokenizer.eos_id,
+                      first_allowed, held)
+
+    def add(self, stream: Stream) -> Stream:
+        """Queue a stream; it joins the batch at the next step with a free row. Raises `Full`
+        when the waiting queue is at its bound."""
+        with self._lock:
+            if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
+                raise Full(f"{len(self.live)} stories are being written and {len(self.waiting)} wait")
+            self.waiting.append(stream)
+        self._wake.set()
+        return stream
+
+    def cancel(self, stream: Stream) -> None:
+        """Stop a stream, waiting or live; its row is freed at the next step."""
+        stream.cancelled = True
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self.live and not self.waiting
+
+    # ---- the step --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> bool:
+        """Advance every live stream by one token. Returns False when there was nothing to do."""
+        self._admit()
+        if not self.live:
+            return False
+        logits = self._logits()
+        for row, s in enumerate(self.live):
+            if s.first_allowed is not None:  # the held-back space: only tokens that start with it
+                logits[row].masked_fill_(~s.first_allowed.to(logits.device), float("-inf"))
+                s.first_allowed = None
+        for s, token in zip(self.live, self._sample(logits)):
+            self._take(s, token)
+        self._leave([row for row, s in enumerate(self.live) if s.finished])
+        return True
+
+    def run(self) -> None:
+        """Step until every stream, waiting or live, has finished."""
+        while self.step() or self.waiting:
+            pass
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        """The server's engine loop: step while there is work, sleep until there is."""
+        while not stop.is_set():
+            if not self.step():
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def _admit(self) -> None:
+        with self._lock:
+            for s in [s for s in self.live if s.cancelled]:
+                s.finished = "cancelled"
+            self._leave([row for row, s in enumerate(self.live) if s.finished])
+            while self.waiting and len(self.live) < self.max_batch:
+                s = self.waiting.popleft()
+                if s.cancelled:
+                    s.finished = "cancelled"
+                    s._tell("done", s.finished)
+                    continue
+                s.start = s.fed = max(0, len(s.seq) - self.model.config.block_size)
+                if self.cache is not None:
+                    self.cache.lengths[len(self.live)] = 0
+                self.live.append(s)
+                s._tell("admitted")
+                if s.limit == 0:
+                    s.finished = "length"
+            self._leave([row for row, s in enumerate(self.live) if s.finished])
+
+    def _logits(self) -> torch.Tensor:
+        """Logits (n, V) for the position after every live stream's last token."""
+        block = self.model.config.block_size
+        keep = max(1, (3 * block) // 4)  # context kept when the window slides
+        for row, s in enumerate(self.live):
+            if len(s.seq) - s.start > block:  # slide: positions restart, so the cache row does too
+                s.start = s.fed = len(s.seq) - keep
+                if self.cache is not None:
+                    self.cache.lengths[row] = 0
+        if self.cache is None:  # the reference path: re-run each whole window
+            rows = [self.model(self._ids([s.seq[s.start:]]))[0][:, -1] for s in self.live]
+            return torch.cat(rows)
+        for row, s in enumerate(self.live):
+            if len(s.seq) - s.fed > 1:  # prefill all but the last token into this row alone
+                self.model(self._ids([s.seq[s.fed:-1]]), cache=self.cache.rows(row, row + 1))
+        logits = self.model(self._ids([[s.seq[-1]] for s in self.live]),
+                            cache=self.cache.rows(0, len(self.live)))[0][:, -1]
+        for s in self.live:
+            s.fed = len(s.seq)
+        return logits
+
+    def _ids(self, rows: list[list[int]]) -> torch.Tensor:
+        return torch.tensor(rows, device=self.device)
+
+    def _sample(self, logits: torch.Tensor) -> list[int]:
+        """One token per row; rows with the same settings are filtered together, and each row
+        draws from its own generator."""
+        groups: dict[tuple, list[int]] = {}
+        for row, s in enumerate(self.live):
+            groups.setdefault(s.sampling_key, []).append(row)
+        if len(groups) == 1:
+            return sample_next(logits, self.live[0].cfg, [s.generator for s in self.live]).tolist()
+        tokens = torch.empty(len(self.live), dtype=torch.long, device=logits.device)
+        for rows in groups.values():
+            index = torch.tensor(rows, device=logits.device)
+            tokens[index] = sample_next(logits[index], self.live[rows[0]].cfg,
+                                        [self.live[r].generator for r in rows])
+        return tokens.tolist()
+
+    def _take(self, s: Stream, token: int) -> None:
+        """Append a sampled token to its stream (or end the stream) and tell its listener."""
+        if token == s.eos_id and s.cfg.stop_at_eos:
+            s.finished = "end of story"
+            return
+        s.seq.append(token)
+        s.tokens.append(token)
+        if self.tokenizer is not None:
+            piece = self.tokenizer.piece(token)
+            if s.held:  # the first token starts with the held-back space, already in the prompt
+                piece, s.held = piece[len(s.held):], ""
+            if s.chars_left is not None:
+                piece = piece[: s.chars_left]
+                s.chars_left -= len(piece)
+            s.pieces.append(piece)
+            s._tell("piece", piece)
+        if s.chars_left == 0 or len(s.tokens) >= s.limit:
+            s.finished = "length"
+
+    def _leave(self, rows: list[int]) -> None:
+        """Remove finished streams; the last live row moves into each freed row."""
+        for row in sorted(rows, reverse=True):
+            s = self.live[row]
+            last = len(self.live) - 1
+            if row != last:
+                self.live[row] = self.live[last]
+                if self.cache is not None:
+                    n = int(self.cache.lengths[last])
+                    self.cache.keys[:, row, :, :n] = self.cache.keys[:, last, :, :n]
+                    self.cache.values[:, row, :, :n] = self.cache.values[:, last, :, :n]
+                    self.cache.lengths[row] = n
+            self.live.pop()
+            s._tell("done", s.finished)
+
+
+class Full(Exception):
+    """The engine's waiting queue is at its bound."""
+
+
+def run_streams(engine: Engine, streams: Iterable[Stream]) -> list[Stream]:
+    """Add the streams, run the engine until all are done, return them."""
+    streams = [engine.add(s) for s in streams]
+    engine.run()
+    return streams
