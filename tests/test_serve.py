@@ -1,5 +1,6 @@
 """The web API with the framework's test client, and the page in a real headless Chromium."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client(tiny_run):
-    return TestClient(create_app(tiny_run, max_concurrent=2, queue_seconds=0.5))
+    return TestClient(create_app(tiny_run, max_batch=4, queue_seconds=0.5))
 
 
 def test_health_model_page_and_docs(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "streams": 0, "waiting": 0}
     facts = client.get("/api/model").json()
     assert facts["parameters"] > 1000 and facts["step"] == 120 and facts["held_out_bits_per_char"] > 0
     page = client.get("/")
@@ -71,26 +72,67 @@ def test_not_json_is_a_4xx(client):
     assert response.status_code == 422 and "error" in response.json()
 
 
-def test_busy_past_the_concurrency_cap(tiny_run, monkeypatch):
+@pytest.fixture
+def endless(monkeypatch):
+    """Stories that never end by themselves and take ~5 ms a character: a request holds its
+    row for as long as the test needs."""
     import minigpt.serve as serve_module
+    from minigpt.engine import Engine
 
-    def slow_write(*args):  # a story that takes a second to write holds the only slot
-        time.sleep(1.0)
-        return ["x"]
+    real_sample_config, real_step = serve_module.GenerateRequest.sample_config, Engine.step
+    monkeypatch.setattr(serve_module.GenerateRequest, "sample_config",
+                        lambda self: dataclasses.replace(real_sample_config(self), stop_at_eos=False))
 
-    monkeypatch.setattr(serve_module, "_write", slow_write)
-    client = TestClient(create_app(tiny_run, max_concurrent=1, queue_seconds=0.2))
-    results = []
+    def slow_step(self):
+        time.sleep(0.005)
+        return real_step(self)
 
-    def long_story():
-        results.append(client.post("/api/generate", json={"prompt": "Once"}).status_code)
-    worker = threading.Thread(target=long_story)
+    monkeypatch.setattr(Engine, "step", slow_step)
+
+
+def _open_stream(client, **params):
+    """Start an SSE story in another thread and read its first event; returns (thread, stop)."""
+    stop, first = threading.Event(), threading.Event()
+
+    def reader():
+        with client.stream("GET", "/api/stream", params={"max_new_chars": 2000, **params}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    first.set()
+                if stop.is_set():
+                    break  # the client goes away
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    assert first.wait(10), "the story did not start"
+    return thread, stop
+
+
+def test_busy_after_the_documented_wait_and_at_the_queue_bound(tiny_run, endless):
+    app = create_app(tiny_run, max_batch=1, queue_seconds=0.3, max_waiting=1)
+    client = TestClient(app)
+    thread, stop = _open_stream(client)  # holds the only row
+    waited = []
+
+    def second():  # waits in the queue, then gives up after queue_seconds
+        start = time.perf_counter()
+        waited.append((client.post("/api/generate", json={"max_new_chars": 5}), time.perf_counter() - start))
+    worker = threading.Thread(target=second)
     worker.start()
-    time.sleep(0.3)
-    busy = client.post("/api/generate", json={"max_new_chars": 5})
+    time.sleep(0.1)
+    third = client.post("/api/generate", json={"max_new_chars": 5})  # the queue (1) is full
     worker.join()
-    assert busy.status_code == 503 and "busy" in busy.json()["error"]
-    assert results == [200]
+    assert third.status_code == 503 and "busy" in third.json()["error"]
+    response, seconds = waited[0]
+    assert response.status_code == 503 and "busy" in response.json()["error"]
+    assert 0.3 <= seconds < 2.0  # the documented wait, not however long the queue is
+    stop.set()
+    thread.join(5)
+    for _ in range(100):  # the row is freed at the engine's next step
+        if client.get("/healthz").json()["streams"] == 0:
+            break
+        time.sleep(0.02)
+    assert client.post("/api/generate", json={"max_new_chars": 5}).json()["chars"] == 5
 
 
 def _free_port() -> int:
@@ -167,27 +209,61 @@ def test_next_character_and_attention_endpoints(client):
     assert client.get("/api/next", params={"prompt": "#"}).status_code == 400
 
 
-def test_client_disconnect_stops_the_generation(tiny_run, monkeypatch):
-    import minigpt.serve as serve_module
+def test_a_client_that_leaves_frees_its_row(tiny_run, endless):
+    app = create_app(tiny_run, max_batch=2, queue_seconds=3)
+    client = TestClient(app)
+    engine = app.state.engine
+    thread, stop = _open_stream(client)
+    assert client.get("/healthz").json()["streams"] == 1
+    (live,) = engine.live
+    stop.set()  # the client goes away after its first characters
+    thread.join(5)
+    for _ in range(100):
+        if not engine.live:
+            break
+        time.sleep(0.02)
+    assert not engine.live and live.finished == "cancelled"
+    assert len(live.tokens) < 2000  # it stopped, long before its limit
+    assert client.post("/api/generate", json={"max_new_chars": 3}).json()["chars"] == 3
 
-    produced = []
 
-    def endless(model, tokenizer, prompt, cfg, generator):  # a story that would never end
-        while True:
-            time.sleep(0.01)
-            produced.append("a")
-            yield "a"
+def test_streams_join_a_running_batch_and_get_their_own_stories(client):
+    """Requests that overlap share the engine's batch; each story is the one it gets alone."""
+    bodies = [{"prompt": p, "max_new_chars": 60, "seed": seed, "temperature": t}
+              for p, seed, t in (("Tom", 1, 0.8), ("Lily had", 2, 1.0), ("Once", 3, 0.5), ("A", 4, 0.8))]
+    alone = [client.post("/api/generate", json=b).json() for b in bodies]
+    together = [None] * len(bodies)
 
-    monkeypatch.setattr(serve_module, "stream", endless)
-    client = TestClient(create_app(tiny_run, max_concurrent=1, queue_seconds=3))
-    with client.stream("GET", "/api/stream", params={"max_new_chars": 2000}) as response:
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                break  # the first character arrived: now the client goes away
-    time.sleep(0.5)
-    count = len(produced)
-    time.sleep(0.5)
-    assert len(produced) - count <= 1  # the writer stopped
-    assert len(produced) < 2000
-    monkeypatch.setattr(serve_module, "stream", lambda *a: iter("ok"))
-    assert client.post("/api/generate", json={"max_new_chars": 2}).status_code == 200  # slot freed
+    def ask(i):
+        time.sleep(0.01 * i)  # arrive at different steps
+        together[i] = client.post("/api/generate", json=bodies[i]).json()
+    workers = [threading.Thread(target=ask, args=(i,)) for i in range(len(bodies))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert together == alone
+
+
+def test_look_inside_never_fails_beside_stories(client):
+    """/api/next and /api/attention.png while stories are written: never a 500 (they once raced
+    on state left on the attention modules)."""
+    codes = []
+
+    def story():
+        for i in range(6):
+            codes.append(client.post("/api/generate", json={"max_new_chars": 40, "seed": i}).status_code)
+
+    def odds():
+        for i in range(12):
+            codes.append(client.get("/api/next", params={"prompt": "Once upon a ti"[: i + 2]}).status_code)
+
+    def maps():
+        for i in range(4):
+            codes.append(client.get("/api/attention.png", params={"prompt": "Tom had"[: i + 3]}).status_code)
+    workers = [threading.Thread(target=f) for f in (story, story, odds, odds, maps)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(codes) == 6 + 6 + 12 + 12 + 4 and set(codes) == {200}

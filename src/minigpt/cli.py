@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it on this computer")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-concurrent", type=int, default=2, help="stories written at once")
+    p.add_argument("--max-batch", "--max-concurrent", type=int, default=16, dest="max_batch",
+                   help="stories written at once, in one batch (--max-concurrent: the old name)")
+    p.add_argument("--threads", type=int, help="torch threads for the engine (default: one per "
+                   "physical core)")
     p = sub.add_parser("report", help="held-out bits/char and measures of generated stories")
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--data", action="append", help="held-out data (default: the run's own held-out split)")
@@ -289,9 +292,9 @@ def cmd_eval(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import serve
 
-    if args.max_concurrent <= 0 or not 0 < args.port < 65536:
-        raise UserError("--max-concurrent must be positive and --port between 1 and 65535")
-    serve(_resolve_checkpoint(args.checkpoint), args.host, args.port, args.max_concurrent)
+    if args.max_batch <= 0 or not 0 < args.port < 65536 or (args.threads is not None and args.threads <= 0):
+        raise UserError("--max-batch and --threads must be positive and --port between 1 and 65535")
+    serve(_resolve_checkpoint(args.checkpoint), args.host, args.port, args.max_batch, args.threads)
     return 0
 
 

@@ -7,10 +7,14 @@ POST /api/generate (JSON in, JSON out), GET /api/stream (the story as Server-Sen
 event per character), GET /api/next (next-character odds), GET /api/attention.png (attention
 heat-maps), and the framework's OpenAPI docs at /docs.
 
-Generation runs in worker threads, never on the event loop, so a long story does not hold up other
-requests. At most `max_concurrent` generations run at once; a request waits up to `queue_seconds`
-for a free slot and is then answered 503 "busy". A streaming client that goes away stops its
-generation at the next character. The next-character and attention views share the same cap.
+One engine thread owns the model and writes every story (engine.py): each request becomes a
+stream in its batch, and every step of the engine advances all of them with one forward pass,
+so 16 readers cost little more than one. At most `max_batch` stories are written at once; a
+request waits up to `queue_seconds` for a row (and at most `max_waiting` requests wait), and is
+otherwise answered 503 "busy". A streaming client gets each character as the step that made it
+ends; a client that goes away ends its stream at the next step. The look-inside views (/api/next,
+/api/attention.png) run one at a time in a thread of their own, on the same read-only weights:
+they share no state with the engine, so they neither wait for the stories nor race with them.
 """
 
 from __future__ import annotations
@@ -18,26 +22,26 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from .checkpoint import checkpoint_dirs, latest_state, load_model
 from .config import SampleConfig
 from .data import normalise_characters
+from .engine import Engine, Full, Stream
 from .errors import UserError
-from .generate import make_generator, stream
 from .pretrained import resolve, run_summary
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
+MAX_LOOKS_WAITING = 8  # look-inside requests queued for their thread before the next is "busy"
 
 
 class GenerateRequest(BaseModel):
@@ -58,14 +62,29 @@ class Busy(Exception):
     pass
 
 
-def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: float = 10.0) -> FastAPI:
-    """Load the model once and build the app around it."""
+def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 10.0,
+               max_waiting: int | None = None) -> FastAPI:
+    """Load the model once, start the engine thread that owns it, and build the app around it.
+    `max_waiting` defaults to 4 x max_batch."""
     run_dir = resolve(run_dir)
     model, tokenizer, config = load_model(run_dir)
     facts = _facts(run_dir, model, config)
-    slots = threading.BoundedSemaphore(max_concurrent)
+    engine = Engine(model, tokenizer, max_batch=max_batch,
+                    max_waiting=4 * max_batch if max_waiting is None else max_waiting)
+    stop = threading.Event()
+    threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True, name="minigpt-engine").start()
+    looks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
+    looks_waiting = [0]
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        stop.set()
+        looks.shutdown(wait=False)
+
     app = FastAPI(title="MiniGPT stories", version=str(config.get("minigpt_version", "")),
-                  description="Generate children's stories with a character-level GPT.")
+                  description="Generate children's stories with a character-level GPT.", lifespan=lifespan)
+    app.state.engine = engine
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request, exc: RequestValidationError):
@@ -79,23 +98,42 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
 
     @app.exception_handler(Busy)
     async def busy(_request, _exc: Busy):
-        return JSONResponse({"error": f"busy: {max_concurrent} stories are being written; "
-                             "try again in a moment"}, status_code=503)
+        return JSONResponse({"error": f"busy: {len(engine.live)} stories are being written and "
+                             f"{len(engine.waiting)} wait; try again in a moment"}, status_code=503)
 
-    def check_prompt(req: GenerateRequest) -> None:
-        tokenizer.encode(normalise_characters(req.prompt))  # UserError names unknown characters
+    async def start_story(req: GenerateRequest) -> tuple[Stream, asyncio.Queue]:
+        """A new stream in the engine and the queue its events arrive on, once it has a row."""
+        s = engine.stream(req.prompt, req.sample_config())  # UserError: bad prompt or settings
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
 
-    async def take_slot() -> None:
-        if not await run_in_threadpool(slots.acquire, True, queue_seconds):
-            raise Busy()
+        def notify(kind, value):  # called in the engine's thread
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            except RuntimeError:  # the request's event loop is gone
+                engine.cancel(s)
 
-    async def capped(function, *args):
-        """Run model work in a worker thread, within the cap on concurrent work."""
-        await take_slot()
+        s.notify = notify
         try:
-            return await run_in_threadpool(function, *args)
+            engine.add(s)
+        except Full:
+            raise Busy() from None
+        try:
+            await asyncio.wait_for(events.get(), queue_seconds)  # ("admitted", None)
+        except asyncio.TimeoutError:
+            engine.cancel(s)
+            raise Busy() from None
+        return s, events
+
+    async def look(function, *args):
+        """Run a look-inside view in its own thread, one at a time."""
+        if looks_waiting[0] >= MAX_LOOKS_WAITING:
+            raise Busy()
+        looks_waiting[0] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(looks, function, *args)
         finally:
-            slots.release()
+            looks_waiting[0] -= 1
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -103,19 +141,23 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok"}
+        return {"status": "ok", "streams": len(engine.live), "waiting": len(engine.waiting)}
 
     @app.get("/api/model")
     async def model_facts():
-        return facts
+        return dict(facts, max_batch=engine.max_batch)
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
-        check_prompt(req)
-        pieces = await capped(_write, model, tokenizer, req, None)
-        text = "".join(pieces)
+        s, events = await start_story(req)
+        try:
+            while (await events.get())[0] != "done":
+                pass
+        finally:
+            engine.cancel(s)  # a no-op once finished; frees the row if this request was dropped
+        text = s.text
         return {"prompt": normalise_characters(req.prompt), "text": text, "chars": len(text),
-                "finished": "length" if len(text) >= req.max_new_chars else "end of story"}
+                "finished": s.finished}
 
     @app.get("/api/next")
     async def next_chars(prompt: str = Query("", max_length=MAX_PROMPT_CHARS),
@@ -126,14 +168,14 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
         from .introspect import next_char_probabilities
 
         cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
-        rows = await capped(next_char_probabilities, model, tokenizer, prompt, cfg, top)
+        rows = await look(next_char_probabilities, model, tokenizer, prompt, cfg, top)
         return {"prompt": normalise_characters(prompt), "rows": rows}
 
     @app.get("/api/attention.png", response_class=Response)
     async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
                             layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
         """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
-        png = await capped(_attention_png, model, tokenizer, prompt, layer, head)
+        png = await look(_attention_png, model, tokenizer, prompt, layer, head)
         return Response(png, media_type="image/png")
 
     @app.get("/api/stream")
@@ -145,67 +187,24 @@ def create_app(run_dir: str | Path, max_concurrent: int = 2, queue_seconds: floa
                                   top_k=top_k, top_p=top_p, seed=seed)
         except ValueError as exc:  # pydantic's ValidationError: same answer as the JSON endpoint
             raise RequestValidationError(exc.errors()) from None
-        check_prompt(req)
-        await take_slot()
-        started = threading.Event()
+        s, events = await start_story(req)
 
-        async def release_if_never_started():  # the client left before the first byte
-            if not started.is_set():
-                slots.release()
-
-        return StreamingResponse(_events(request, req, started), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"},
-                                 background=BackgroundTask(release_if_never_started))
-
-    async def _events(request: Request, req: GenerateRequest, started: threading.Event):
-        started.set()  # from here on, the writer thread owns the slot and releases it
-        queue: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
-        loop = asyncio.get_running_loop()
-
-        def send(item) -> None:
+        async def sse():
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the response's event loop is gone: the client left
-                cancel.set()
-
-        def produce():
-            try:
-                _write(model, tokenizer, req, cancel, send)
+                while True:
+                    kind, value = await events.get()
+                    if kind == "done":
+                        yield "event: done\ndata: {}\n\n"
+                        return
+                    yield f"data: {json.dumps({'text': value})}\n\n"
+                    if await request.is_disconnected():
+                        return
             finally:
-                slots.release()  # first: a free slot matters more than the last message
-                send(None)
+                engine.cancel(s)  # the client left (or we are done): free the row
 
-        threading.Thread(target=produce, daemon=True).start()
-        try:
-            while True:
-                piece = await queue.get()
-                if piece is None:
-                    yield "event: done\ndata: {}\n\n"
-                    return
-                yield f"data: {json.dumps({'text': piece})}\n\n"
-                if await request.is_disconnected():
-                    return
-        finally:
-            cancel.set()  # the client left (or we are done): stop writing
+        return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
-
-
-def _write(model, tokenizer, req: GenerateRequest, cancel: threading.Event | None, emit=None) -> list[str]:
-    """Generate in the calling (worker) thread; stop early when `cancel` is set."""
-    cfg = req.sample_config()
-    cfg.validate()
-    generator = make_generator(cfg.seed)
-    pieces = []
-    with torch.inference_mode():
-        for piece in stream(model, tokenizer, req.prompt, cfg, generator):
-            if cancel is not None and cancel.is_set():
-                break
-            pieces.append(piece)
-            if emit:
-                emit(piece)
-    return pieces
 
 
 def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
@@ -214,14 +213,10 @@ def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
     from .introspect import attention_maps
     from .viz import plot_attention
 
-    with _model_lock:  # attention_maps switches the model's attention path for a moment
-        maps, labels = attention_maps(model, tokenizer, prompt)
+    maps, labels = attention_maps(model, tokenizer, prompt)
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_attention(maps, labels, Path(tmp) / "attention.png", layer, head)
         return path.read_bytes()
-
-
-_model_lock = threading.Lock()
 
 
 def _facts(run_dir: Path, model, config: dict) -> dict:
@@ -239,11 +234,18 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
     return facts
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_concurrent: int = 2) -> None:
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
+          threads: int | None = None) -> None:
     try:
         import uvicorn
     except ImportError:
         raise UserError("serving needs fastapi and uvicorn: pip install fastapi uvicorn") from None
-    app = create_app(run_dir, max_concurrent=max_concurrent)
-    print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    from .device import set_threads
+
+    # The engine decides how the cores are used: one thread steps every story, with this many
+    # torch threads for each batched forward, however many requests there are.
+    threads = set_threads(threads)
+    app = create_app(run_dir, max_batch=max_batch)
+    print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs) | "
+          f"up to {max_batch} stories at once | {threads} torch thread(s)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
