@@ -101,8 +101,12 @@ def test_one_forward_advances_rows_at_different_positions(attention):
             seen = weights[:, row, :, 0]  # (layers, heads, keys up to the longest row)
             assert torch.all(seen[..., len(seq) + 1:] == 0)  # never another row's length
         assert cache.lengths.tolist() == [4, 10, 7]
-        two, _, _ = model(torch.randint(0, 20, (3, 2)), cache=cache)  # T > 1 at mixed lengths too
+        more = torch.randint(0, 20, (3, 2))
+        two, _, _ = model(more, cache=cache)  # T > 1 at mixed lengths too
         assert cache.lengths.tolist() == [6, 12, 9]
+        for row, seq in enumerate(seqs):
+            alone = model(torch.cat([seq, nxt[row], more[row]])[None])[0][0, -2:]
+            assert torch.allclose(two[row], alone, atol=1e-5), row
         with pytest.raises(ValueError, match="exceeds block_size"):
             model(torch.randint(0, 20, (3, 5)), cache=cache)  # row 1 would reach 17 > 16
 

@@ -37,9 +37,9 @@ def _options(cfg: SampleConfig | None, options: dict) -> SampleConfig:
     return cfg
 
 
-def _one(engine: Engine, s: Stream) -> Iterator[Stream]:
-    """Run a one-stream engine, yielding after every step; restores the model's train/eval mode."""
-    was_training = engine.model.training
+def _one(engine: Engine, s: Stream, was_training: bool) -> Iterator[Stream]:
+    """Run a one-stream engine, yielding after every step; then put the model back in training
+    mode if it was (the engine runs it in eval mode)."""
     engine.add(s)
     try:
         while engine.step():
@@ -55,10 +55,10 @@ def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int 
 
     `first_allowed` (a bool mask over the vocabulary) limits the first token to those it marks.
     """
-    device = next(model.parameters()).device
+    device, was_training = next(model.parameters()).device, model.training
     s = Stream(ids, cfg, generator or make_generator(cfg.seed, device), eos_id, first_allowed)
     seen = 0
-    for s in _one(Engine(model, max_batch=1, use_cache=cfg.use_cache), s):
+    for s in _one(Engine(model, max_batch=1, use_cache=cfg.use_cache), s, was_training):
         yield from s.tokens[seen:]
         seen = len(s.tokens)
 
@@ -71,12 +71,17 @@ def stream(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig,
     token's text if it runs over. A trailing space of the prompt is held back for subword and
     word tokenizers (engine.py) and not repeated in the story.
     """
+    was_training = model.training
     engine = Engine(model, tokenizer, max_batch=1, use_cache=cfg.use_cache)
-    s = engine.stream(prompt, cfg)
+    try:
+        s = engine.stream(prompt, cfg)  # a bad prompt or setting is a UserError here
+    except BaseException:
+        model.train(was_training)
+        raise
     if generator is not None:
         s.generator = generator
     seen = 0
-    for s in _one(engine, s):
+    for s in _one(engine, s, was_training):
         yield from s.pieces[seen:]
         seen = len(s.pieces)
 
@@ -101,9 +106,9 @@ def generate_batch(model: MiniGPT, tokenizer: Tokenizer, prompts: list[str],
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     was_training = model.training
-    engine = Engine(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))),
-                    use_cache=cfg.use_cache)
     try:
+        engine = Engine(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))),
+                        use_cache=cfg.use_cache)
         streams = run_streams(engine, [engine.stream(p, cfg, seed) for p, seed in zip(prompts, seeds)])
     finally:
         model.train(was_training)

@@ -79,8 +79,8 @@ class KVCache:
             end = slots.stop
         else:  # per-row positions (B, T): index (row, position), heads kept whole
             rows = torch.arange(k.size(0), device=k.device)[:, None]
-            keys[rows, :, slots] = k.transpose(1, 2)
-            values[rows, :, slots] = v.transpose(1, 2)
+            keys[rows, :, slots] = k.transpose(1, 2).to(keys.dtype)
+            values[rows, :, slots] = v.transpose(1, 2).to(values.dtype)
             end = int(slots.max()) + 1
         return keys[:, :, :end], values[:, :, :end]
 
