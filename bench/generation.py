@@ -1,11 +1,19 @@
-"""Generation speed: the KV cache against the naive loop, and what top-k / top-p sampling cost.
+"""Generation speed: the engine against today's implementation, a recompute loop and itself batched.
 
-Same model, same weights, same thread count, in one run:
-  naive       the seed's loop: re-run the whole (cropped) context for every new character
-  recompute   our `--no-cache` path (the same idea, inside our generator)
-  cache       our default path: preallocated KV cache, one new position per step
-and, with the cache, plain sampling vs top-k 20 vs top-p 0.9. Speed does not depend on what the
-weights learned, so the models are freshly initialised and never stop at end-of-story.
+Every figure comes from a fresh worker process (same thread count, same weights), and the systems
+take turns round after round, so a busy moment of the machine hits all of them alike; the best
+round counts. Stories never stop at end-of-story, so every run writes exactly --chars characters.
+
+  single stream   one story of --chars characters after a 16-character prompt:
+    naive loop    re-run the whole (cropped) context for every new character, sample with
+                  torch.multinomial: the loop other small GPT projects ship (and the seed did)
+    --no-cache    the engine recomputing the whole window every step (its reference path)
+    before        the implementation before the engine (git --before, default the last commit
+                  without it): hand-unrolled decode() over its own KV cache
+    engine        this checkout: one batched forward per step over the shared KV cache
+  batched         the engine with 1, 8 and 32 streams at once (aggregate characters per second),
+                  and 16 stories one after another against the same 16 at once (--num-samples 16)
+  sampling        plain vs top-k 20 vs top-p 0.9 in the engine
 
     .venv/bin/python bench/generation.py --threads 1
 """
@@ -13,89 +21,191 @@ weights learned, so the models are freshly initialised and never stop at end-of-
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from core import cpu_name  # noqa: E402
-from minigpt import MiniGPT, ModelConfig, SampleConfig  # noqa: E402
-from minigpt.generate import generate_ids, make_generator  # noqa: E402
-
+BEFORE = "2f8ddc4"  # the last commit before the generation engine (#17)
 VOCAB = 71  # the size of the TinyStories character vocabulary
 
 
-def naive_loop(model: MiniGPT, prompt: list[int], n: int, generator) -> list[int]:
-    """The seed's generate(): crop to block_size, run everything, sample from the last logits."""
-    idx = torch.tensor([prompt])
-    block = model.config.block_size
-    with torch.no_grad():
-        for _ in range(n):
-            logits = model(idx[:, -block:])[0]
-            probs = torch.softmax(logits[:, -1, :] / 0.8, dim=-1)
-            idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    return idx[0, len(prompt):].tolist()
+def build_model(name: str):
+    """The same weights in every worker: the bundled model, or a seeded fresh default model."""
+    import torch
+
+    from minigpt import MiniGPT, ModelConfig
+    from minigpt.pretrained import from_pretrained
+
+    if name == "bundled":
+        return from_pretrained("bundled")[0].eval()
+    torch.manual_seed(0)
+    return MiniGPT(ModelConfig(vocab_size=VOCAB)).eval()
 
 
-def rate(fn, chars: int, repeats: int) -> float:
-    """Best characters/second over `repeats` runs."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return chars / best
+def worker(job: dict) -> dict:
+    """Runs inside a fresh process whose sys.path starts with the source tree to measure."""
+    import torch
+
+    from minigpt import SampleConfig
+    from minigpt.generate import generate_ids, make_generator
+
+    torch.set_num_threads(job["threads"])
+    model = build_model(job["model"])
+    prompt = list(range(1, 17))
+    chars, kind, batch = job["chars"], job["kind"], job.get("batch", 1)
+    sampling = job.get("sampling", {})
+    cfg = SampleConfig(max_new_tokens=chars, temperature=0.8, stop_at_eos=False,
+                       use_cache=kind != "recompute", **sampling)
+
+    def naive() -> None:  # the seed's generate(): crop to block_size, run it all, multinomial
+        idx, block = torch.tensor([prompt]), model.config.block_size
+        generator = make_generator(0)
+        with torch.no_grad():
+            for _ in range(chars):
+                logits = model(idx[:, -block:])[0]
+                probs = torch.softmax(logits[:, -1, :] / 0.8, dim=-1)
+                idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], dim=1)
+
+    def single() -> None:
+        list(generate_ids(model, prompt, cfg, None, make_generator(0)))
+
+    def together() -> None:  # `batch` streams at once in one engine
+        from minigpt.engine import Engine, Stream
+
+        engine = Engine(model, max_batch=batch)
+        for i in range(batch):
+            engine.add(Stream(prompt, cfg, make_generator(i)))
+        engine.run()
+
+    def one_after_another() -> None:
+        for i in range(batch):
+            list(generate_ids(model, prompt, cfg, None, make_generator(i)))
+
+    run = {"naive": naive, "recompute": single, "cache": single, "batch": together,
+           "sequential": one_after_another}[kind]
+    cfg_warm = SampleConfig(max_new_tokens=50, stop_at_eos=False)
+    list(generate_ids(model, prompt, cfg_warm, None, make_generator(0)))  # warm up
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": chars * (batch if kind in ("batch", "sequential") else 1) / seconds,
+            "seconds": seconds, "params": model.num_parameters()}
 
 
-def ours(model, prompt, chars, **sampling):
-    cfg = SampleConfig(max_new_tokens=chars, temperature=0.8, stop_at_eos=False, **sampling)
-    return lambda: list(generate_ids(model, prompt, cfg, None, make_generator(0)))
+def measure(job: dict, src: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src), HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(job["threads"]))
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
+                         text=True, env=env, cwd=src.parent)
+    if out.returncode:
+        raise SystemExit(f"worker failed ({job}):\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def before_tree(ref: str, tmp: str) -> Path:
+    """A checkout of `ref` (git worktree) to run the implementation before the engine."""
+    path = Path(tmp) / "before"
+    out = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"cannot check out {ref} for the comparison: {out.stderr.strip()}")
+    return path / "src"
+
+
+def rounds(jobs: dict[str, tuple[dict, Path]], n: int) -> dict[str, dict]:
+    """Every job once per round, in turn; the best round of each."""
+    best: dict[str, dict] = {}
+    for _ in range(n):
+        for label, (job, src) in jobs.items():
+            result = measure(job, src)
+            if label not in best or result["chars_per_s"] > best[label]["chars_per_s"]:
+                best[label] = result
+    return best
+
+
+def single_table(model: str, base: dict, here: Path, before: Path, n: int) -> None:
+    jobs = {"naive loop": ({**base, "kind": "naive"}, here),
+            "--no-cache": ({**base, "kind": "recompute"}, here),
+            "before": ({**base, "kind": "cache"}, before),
+            "engine": ({**base, "kind": "cache"}, here)}
+    r = rounds(jobs, n)
+    e, b, naive = (r[k]["chars_per_s"] for k in ("engine", "before", "naive loop"))
+    print(f"\n## {model} model ({r['engine']['params']:,} parameters): single stream, chars/s")
+    print("| naive loop | --no-cache | before (decode()) | engine | engine / before | engine / naive |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {naive:,.0f} | {r['--no-cache']['chars_per_s']:,.0f} | {b:,.0f} | {e:,.0f} | "
+          f"{e / b:.3f}x | {e / naive:.1f}x |", flush=True)
+
+
+def batched_tables(model: str, base: dict, here: Path, n: int) -> None:
+    jobs = {f"batch {b}": ({**base, "kind": "batch", "batch": b}, here) for b in (1, 8, 32)}
+    jobs["16 one after another"] = ({**base, "kind": "sequential", "batch": 16}, here)
+    jobs["16 at once"] = ({**base, "kind": "batch", "batch": 16}, here)
+    r = rounds(jobs, n)
+    one = r["batch 1"]["chars_per_s"]
+    print(f"\n## {model} model: the engine batched, aggregate chars/s")
+    print("| streams | chars/s | vs 1 stream |")
+    print("|---|---:|---:|")
+    for label, result in r.items():
+        print(f"| {label} | {result['chars_per_s']:,.0f} | {result['chars_per_s'] / one:.2f}x |")
+    seq, once = r["16 one after another"], r["16 at once"]
+    print(f"\n16 stories at once (--num-samples 16) vs one after another: {seq['seconds']:.2f} s -> "
+          f"{once['seconds']:.2f} s (**{seq['seconds'] / once['seconds']:.1f}x**)", flush=True)
+
+
+def sampling_table(base: dict, here: Path, n: int) -> None:
+    jobs = {label: ({**base, "model": "default", "kind": "cache", "sampling": sampling}, here)
+            for label, sampling in (("plain (temperature 0.8)", {}), ("top-k 20", {"top_k": 20}),
+                                    ("top-p 0.9", {"top_p": 0.9}))}
+    r = rounds(jobs, n)
+    plain = r["plain (temperature 0.8)"]["chars_per_s"]
+    print("\n| sampling (default model, engine) | chars/s | cost vs plain |")
+    print("|---|---:|---:|")
+    for label, result in r.items():
+        print(f"| {label} | {result['chars_per_s']:,.0f} | {plain / result['chars_per_s'] - 1:+.0%} |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--chars", type=int, default=1000, help="characters generated per measurement")
-    p.add_argument("--repeats", type=int, default=5, help="runs per measurement; the best counts")
+    p.add_argument("--chars", type=int, default=500, help="characters per story (the CLI's default)")
+    p.add_argument("--rounds", type=int, default=3, help="turns per system; the best counts")
+    p.add_argument("--before", default=BEFORE, help="git ref of the implementation to compare with")
+    p.add_argument("--models", default="default,bundled")
+    p.add_argument("--sections", default="single,batched,sampling")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    models = {
-        "default (4 x 128, block 128)": ModelConfig(vocab_size=VOCAB),
-        "large (4 x 256, block 256)": ModelConfig(vocab_size=VOCAB, n_embd=256, num_heads=8,
-                                                  block_size=256),
-    }
-    print(f"# {cpu_name()} | torch {torch.__version__} | {args.threads} thread(s) | "
-          f"{args.chars} new characters after a 16-character prompt, best of {args.repeats}")
-    print("| model | params | naive loop | --no-cache | KV cache | cache / naive |")
-    print("|---|---:|---:|---:|---:|---:|")
-    prompt = list(range(1, 17))
-    default_model = None
-    for name, cfg in models.items():
-        torch.manual_seed(0)
-        model = MiniGPT(cfg).eval()
-        default_model = default_model or model
-        naive = rate(lambda: naive_loop(model, prompt, args.chars, make_generator(0)), args.chars,
-                     args.repeats)
-        recompute = rate(ours(model, prompt, args.chars, use_cache=False), args.chars, args.repeats)
-        cached = rate(ours(model, prompt, args.chars), args.chars, args.repeats)
-        print(f"| {name} | {model.num_parameters():,} | {naive:,.0f} | {recompute:,.0f} | "
-              f"{cached:,.0f} | {cached / naive:.1f}x |", flush=True)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    sys.path.insert(0, str(ROOT / "bench"))
+    from core import cpu_name
 
-    model = default_model
-    print("\n| sampling (default model, KV cache) | chars/s | cost vs plain |")
-    print("|---|---:|---:|")
-    plain = None
-    for label, sampling in (("plain (temperature 0.8)", {}), ("top-k 20", {"top_k": 20}),
-                            ("top-p 0.9", {"top_p": 0.9}), ("top-k 20 + top-p 0.9",
-                                                            {"top_k": 20, "top_p": 0.9})):
-        speed = rate(ours(model, prompt, args.chars, **sampling), args.chars, args.repeats)
-        plain = plain or speed
-        print(f"| {label} | {speed:,.0f} | {plain / speed - 1:+.0%} |", flush=True)
+    import torch
+
+    here = ROOT / "src"
+    print(f"# {cpu_name()} | torch {torch.__version__} | {args.threads} thread(s) | {args.chars} new "
+          f"characters per story after a 16-character prompt, temperature 0.8 | best of {args.rounds} "
+          f"rounds, each system in a fresh process | before = {args.before}")
+    with tempfile.TemporaryDirectory() as tmp:
+        before = before_tree(args.before, tmp) if "single" in args.sections else None
+        try:
+            for model in args.models.split(","):
+                base = {"model": model, "threads": args.threads, "chars": args.chars}
+                if "single" in args.sections:
+                    single_table(model, base, here, before, args.rounds)
+                if "batched" in args.sections:
+                    batched_tables(model, base, here, args.rounds)
+            if "sampling" in args.sections:
+                sampling_table({"threads": args.threads, "chars": args.chars}, here, args.rounds)
+        finally:
+            if before is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(before.parent)], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -162,3 +162,20 @@ def test_generation_leaves_a_training_model_in_training_mode(tiny_run):
     with pytest.raises(UserError):
         generate(model, tok, "Once #")
     assert model.training
+
+
+def test_windows_that_slide_together_are_refilled_in_one_forward(monkeypatch):
+    """Streams with prompts of the same length slide at the same steps; their windows are
+    refilled together through a scratch cache, and the stories are still the ones alone."""
+    model = small_model()
+    specs = [([1 + i % 5, 2, 3], SampleConfig(max_new_tokens=40, stop_at_eos=False, **SETTINGS[i]), i)
+             for i in range(6)]
+    alone = [run_alone(model, *spec) for spec in specs]
+    shared = []
+    real = KVCache.scratch
+    monkeypatch.setattr(KVCache, "scratch", lambda self, rows: shared.append(len(rows)) or real(self, rows))
+    engine = Engine(model, max_batch=8)
+    streams = [engine.add(Stream(p, cfg, make_generator(seed))) for p, cfg, seed in specs]
+    engine.run()
+    assert shared and max(shared) == 6  # all six refilled in one forward, each time they slid
+    assert [s.tokens for s in streams] == alone

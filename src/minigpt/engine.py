@@ -125,6 +125,9 @@ class Engine:
         self.waiting: deque[Stream] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._changed = False  # a stream was cancelled since the last step
+        self._first_allowed = False  # a live stream still has a first-token mask to apply
+        self._groups: list[tuple[SampleConfig, list[int]]] | None = None  # rows by settings
 
     # ---- making streams -------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class Engine:
     def cancel(self, stream: Stream) -> None:
         """Stop a stream, waiting or live; its row is freed at the next step."""
         stream.cancelled = True
+        self._changed = True
         self._wake.set()
 
     @property
@@ -166,17 +170,24 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> bool:
         """Advance every live stream by one token. Returns False when there was nothing to do."""
-        self._admit()
+        if self.waiting or self._changed:
+            self._admit()
         if not self.live:
             return False
         logits = self._logits()
-        for row, s in enumerate(self.live):
-            if s.first_allowed is not None:  # the held-back space: only tokens that start with it
-                logits[row].masked_fill_(~s.first_allowed.to(logits.device), float("-inf"))
-                s.first_allowed = None
-        for s, token in zip(self.live, self._sample(logits)):
+        if self._first_allowed:
+            for row, s in enumerate(self.live):
+                if s.first_allowed is not None:  # the held-back space: tokens that start with it
+                    logits[row].masked_fill_(~s.first_allowed.to(logits.device), float("-inf"))
+                    s.first_allowed = None
+            self._first_allowed = False
+        done = []
+        for row, (s, token) in enumerate(zip(self.live, self._sample(logits))):
             self._take(s, token)
-        self._leave([row for row, s in enumerate(self.live) if s.finished])
+            if s.finished:
+                done.append(row)
+        if done:
+            self._leave(done)
         return True
 
     def run(self) -> None:
@@ -193,8 +204,10 @@ class Engine:
 
     def _admit(self) -> None:
         with self._lock:
-            for s in [s for s in self.live if s.cancelled]:
-                s.finished = "cancelled"
+            self._changed = False
+            for s in self.live:
+                if s.cancelled:
+                    s.finished = "cancelled"
             self._leave([row for row, s in enumerate(self.live) if s.finished])
             while self.waiting and len(self.live) < self.max_batch:
                 s = self.waiting.popleft()
@@ -206,6 +219,8 @@ class Engine:
                 if self.cache is not None:
                     self.cache.lengths[len(self.live)] = 0
                 self.live.append(s)
+                self._groups = None
+                self._first_allowed |= s.first_allowed is not None
                 s._tell("admitted")
                 if s.limit == 0:
                     s.finished = "length"
@@ -223,14 +238,31 @@ class Engine:
         if self.cache is None:  # the reference path: re-run each whole window
             rows = [self.model(self._ids([s.seq[s.start:]]))[0][:, -1] for s in self.live]
             return torch.cat(rows)
-        for row, s in enumerate(self.live):
-            if len(s.seq) - s.fed > 1:  # prefill all but the last token into this row alone
-                self.model(self._ids([s.seq[s.fed:-1]]), cache=self.cache.rows(row, row + 1))
+        self._prefill()
         logits = self.model(self._ids([[s.seq[-1]] for s in self.live]),
                             cache=self.cache.rows(0, len(self.live)))[0][:, -1]
         for s in self.live:
             s.fed = len(s.seq)
         return logits
+
+    def _prefill(self) -> None:
+        """Feed every stream's uncached tokens but the last into its row. Rows with the same
+        number of tokens to feed (streams whose windows slid together) share one forward."""
+        by_length: dict[int, list[int]] = {}
+        for row, s in enumerate(self.live):
+            if len(s.seq) - s.fed > 1:
+                by_length.setdefault(len(s.seq) - s.fed - 1, []).append(row)
+        for rows in by_length.values():
+            ids = self._ids([self.live[r].seq[self.live[r].fed:-1] for r in rows])
+            if len(rows) == 1:  # one row: straight into its place in the cache
+                self.model(ids, cache=self.cache.rows(rows[0], rows[0] + 1))
+                continue
+            # Several rows, anywhere in the batch: a scratch cache, then each row's new part
+            # copied into its place (every such row starts at the same length).
+            start = int(self.cache.lengths[rows[0]])
+            scratch = self.cache.scratch(rows)
+            self.model(ids, cache=scratch)
+            self.cache.copy_rows(scratch, rows, start, start + ids.size(1))
 
     def _ids(self, rows: list[list[int]]) -> torch.Tensor:
         return torch.tensor(rows, device=self.device)
@@ -238,16 +270,18 @@ class Engine:
     def _sample(self, logits: torch.Tensor) -> list[int]:
         """One token per row; rows with the same settings are filtered together, and each row
         draws from its own generator."""
-        groups: dict[tuple, list[int]] = {}
-        for row, s in enumerate(self.live):
-            groups.setdefault(s.sampling_key, []).append(row)
-        if len(groups) == 1:
-            return sample_next(logits, self.live[0].cfg, [s.generator for s in self.live]).tolist()
+        if self._groups is None:
+            groups: dict[tuple, list[int]] = {}
+            for row, s in enumerate(self.live):
+                groups.setdefault(s.sampling_key, []).append(row)
+            self._groups = [(self.live[rows[0]].cfg, rows) for rows in groups.values()]
+        generators = [s.generator for s in self.live]
+        if len(self._groups) == 1:
+            return sample_next(logits, self._groups[0][0], generators).tolist()
         tokens = torch.empty(len(self.live), dtype=torch.long, device=logits.device)
-        for rows in groups.values():
+        for cfg, rows in self._groups:
             index = torch.tensor(rows, device=logits.device)
-            tokens[index] = sample_next(logits[index], self.live[rows[0]].cfg,
-                                        [self.live[r].generator for r in rows])
+            tokens[index] = sample_next(logits[index], cfg, [generators[r] for r in rows])
         return tokens.tolist()
 
     def _take(self, s: Stream, token: int) -> None:
@@ -277,11 +311,9 @@ class Engine:
             if row != last:
                 self.live[row] = self.live[last]
                 if self.cache is not None:
-                    n = int(self.cache.lengths[last])
-                    self.cache.keys[:, row, :, :n] = self.cache.keys[:, last, :, :n]
-                    self.cache.values[:, row, :, :n] = self.cache.values[:, last, :, :n]
-                    self.cache.lengths[row] = n
+                    self.cache.move_row(last, row)
             self.live.pop()
+            self._groups = None
             s._tell("done", s.finished)
 
 

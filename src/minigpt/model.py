@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .fastmodule import Fast
 
 
 class KVCache:
@@ -29,7 +30,7 @@ class KVCache:
 
     Attention at a new position needs the keys and values of all earlier positions, and those never
     change once computed, so generation keeps them instead of recomputing the whole context for
-    every new character. The buffers are allocated once, (n_layers, B, H, L, D) each; a step writes
+    every new character. The buffers are allocated once, (B, H, L, D) per layer; a step writes
     only its new slots. Row b is its own story: `lengths[b]` positions of it are filled, and rows
     need not agree, so one forward can advance stories that started at different times.
 
@@ -38,21 +39,54 @@ class KVCache:
     """
 
     def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
-        shape = (config.n_layers, batch, config.num_heads, config.block_size, config.head_size)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, config.num_heads, config.block_size, config.head_size)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
         self.lengths = torch.zeros(batch, dtype=torch.long)  # filled positions per row (on the CPU)
         self.block_size = config.block_size
 
     def rows(self, start: int, stop: int) -> KVCache:
         """Rows start..stop-1 as a cache of their own, sharing this one's memory."""
+        if start == 0 and stop == len(self.lengths):
+            return self
         view = object.__new__(KVCache)
-        view.keys, view.values = self.keys[:, start:stop], self.values[:, start:stop]
+        view.keys = [k[start:stop] for k in self.keys]
+        view.values = [v[start:stop] for v in self.values]
         view.lengths, view.block_size = self.lengths[start:stop], self.block_size
         return view
 
-    def plan(self, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None, slice | torch.Tensor]:
-        """Where T new positions go in every row: (positions (B, T), the attention mask, slots).
+    def copy_rows(self, source: KVCache, rows: list[int], start: int, end: int) -> None:
+        """Positions start..end-1 of `source`'s rows 0, 1, ... into this cache's `rows`, which then
+        hold `end` positions."""
+        index = torch.tensor(rows, device=self.keys[0].device)
+        for mine, theirs in zip(self.keys + self.values, source.keys + source.values):
+            mine[index, :, start:end] = theirs[:, :, start:end]
+        self.lengths[index] = end
+
+    def move_row(self, source: int, target: int) -> None:
+        """Row `source` (its filled positions) into row `target`: a stream changes rows."""
+        n = int(self.lengths[source])
+        for t in self.keys + self.values:
+            t[target, :, :n] = t[source, :, :n]
+        self.lengths[target] = n
+
+    def scratch(self, rows: list[int]) -> KVCache:
+        """A cache for copies of some rows, (not sharing memory), holding their lengths: feed
+        them together, then copy the new part back (the engine's prefill of scattered rows)."""
+        view = object.__new__(KVCache)
+        index = torch.tensor(rows, device=self.keys[0].device)
+        n = int(self.lengths[rows].max())
+
+        def copy(t: torch.Tensor) -> torch.Tensor:
+            out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, device=t.device)
+            out[:, :, :n] = t[index, :, :n]
+            return out
+        view.keys, view.values = [copy(k) for k in self.keys], [copy(v) for v in self.values]
+        view.lengths, view.block_size = self.lengths[rows].clone(), self.block_size
+        return view
+
+    def plan(self, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """Where T new positions go in every row: (positions, the attention mask, slots).
 
         When every row is at the same length the new positions are one slice of the buffers and
         the usual causal rule applies (mask None). Otherwise each row writes at its own positions,
@@ -64,50 +98,60 @@ class KVCache:
         if end > self.block_size:
             raise ValueError(f"sequence of {end} exceeds block_size {self.block_size}")
         if min(starts) == end - T:  # all rows at the same length
-            return torch.arange(end - T, end, device=device), None, slice(end - T, end)
+            return torch.arange(end - T, end, device=device), None, (slice(end - T, end), end)
         positions = (self.lengths[:, None] + torch.arange(T)).to(device)  # (B, T)
         visible = torch.arange(end, device=device) <= positions[:, :, None]  # (B, T, end)
-        return positions, visible[:, None], positions
+        rows = torch.arange(len(starts), device=device)[:, None]
+        return positions, visible[:, None], ((rows, slice(None), positions), end)
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, slots) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new keys and values (B, H, T, D) of one layer; return every row's keys and
-        values up to the longest row, (B, H, end, D)."""
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, slots: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new keys and values (B, H, T, D) of one layer where `plan` said; return
+        every row's keys and values up to the longest row, (B, H, end, D)."""
+        where, end = slots
         keys, values = self.keys[layer], self.values[layer]
-        if isinstance(slots, slice):
-            keys[:, :, slots] = k
-            values[:, :, slots] = v
-            end = slots.stop
-        else:  # per-row positions (B, T): index (row, position), heads kept whole
-            rows = torch.arange(k.size(0), device=k.device)[:, None]
-            keys[rows, :, slots] = k.transpose(1, 2).to(keys.dtype)
-            values[rows, :, slots] = v.transpose(1, 2).to(values.dtype)
-            end = int(slots.max()) + 1
+        if isinstance(where, slice):
+            keys[:, :, where] = k
+            values[:, :, where] = v
+        else:  # per-row positions: index (row, all heads, position) -> (B, T, H, D)
+            keys[where] = k.transpose(1, 2).to(keys.dtype)
+            values[where] = v.transpose(1, 2).to(values.dtype)
         return keys[:, :, :end], values[:, :, :end]
 
 
-class Linear(nn.Linear):
-    """nn.Linear (y = x W^T + b, W stored (out, in) as usual), faster when it is not training.
+# The building blocks are PyTorch's, with `Fast` mixed in: the same modules, cheaper to call
+# (fastmodule.py), because generation runs about 50 of them for every character it writes.
 
-    Generation multiplies a few rows at a time, where the cost is reading W, and a CPU reads
-    a contiguous (in, out) copy ~1.5x faster than W itself (bench/generation.py). So outside
-    autograd the layer keeps such a copy of W^T, remade whenever W changes (its version
-    counter moves with every optimizer step or load), and computes x W^T + b with it: the same
-    arithmetic, another memory layout.
+
+class LayerNorm(Fast, nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # F.layer_norm without its checks
+        return torch.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class Embedding(Fast, nn.Embedding):
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # F.embedding without its options
+        return torch.embedding(self.weight, ids)
+
+
+class Dropout(Fast, nn.Dropout):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.training and self.p > 0 else x  # only acts in training
+
+
+class Linear(Fast, nn.Linear):
+    """nn.Linear, y = x W^T + b, with W (out, in) kept in memory as the rows of W^T.
+
+    The values, the shape (out, in) and the state_dict are nn.Linear's; only the memory order
+    differs. Generation multiplies a few rows at a time, where the cost is reading W, and a CPU
+    reads it ~1.5x faster in this order (bench/generation.py); training's large products do not
+    mind either order.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self._parameters["weight"], self._parameters["bias"]  # skip __getattr__
-        if torch.is_grad_enabled() or x.dtype != weight.dtype:  # training, or autocast
-            return F.linear(x, weight, bias)
-        memo = self.__dict__.get("_transposed")
-        if memo is None or memo[0] is not weight or memo[1] != weight._version:
-            memo = self.__dict__["_transposed"] = (weight, weight._version, weight.detach().t().contiguous())
-        rows = x.reshape(-1, x.size(-1))
-        y = rows @ memo[2] if bias is None else torch.addmm(bias, rows, memo[2])
-        return y.view(*x.shape[:-1], y.size(-1))
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.weight = nn.Parameter(self.weight.detach().t().contiguous().t())
 
 
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(Fast, nn.Module):
     """Multi-head causal self-attention.
 
     Every position asks a question (query), advertises what it holds (key) and offers content
@@ -134,8 +178,8 @@ class CausalSelfAttention(nn.Module):
         # One Linear makes queries, keys and values for all heads at once: 3 * C outputs.
         self.qkv = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(self.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = Dropout(self.dropout)
+        self.resid_dropout = Dropout(config.dropout)
         # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
@@ -220,11 +264,10 @@ class CausalSelfAttention(nn.Module):
             weights = weights if need_weights else None
         else:
             y = self.fast_attention(q, k, v, mask)
-        y = self.proj(self.merge_heads(y))
-        return self.resid_dropout(y) if self.training else y, weights
+        return self.resid_dropout(self.proj(self.merge_heads(y))), weights
 
 
-class FeedForward(nn.Module):
+class FeedForward(Fast, nn.Module):
     """Per-position MLP: widen to ff_hidden_mult * C, ReLU, project back. Where tokens 'think'."""
 
     def __init__(self, config: ModelConfig):
@@ -232,14 +275,13 @@ class FeedForward(nn.Module):
         hidden = config.ff_hidden_mult * config.n_embd
         self.up = Linear(config.n_embd, hidden, bias=config.bias)
         self.down = Linear(hidden, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.down(F.relu(self.up(x)))
-        return self.dropout(x) if self.training else x  # dropout only acts in training
+        return self.dropout(self.down(torch.relu(self.up(x))))
 
 
-class Block(nn.Module):
+class Block(Fast, nn.Module):
     """One decoder block, pre-LayerNorm: x + attention(norm(x)), then x + mlp(norm(x)).
 
     Normalising *before* each sub-layer (GPT-2 style) keeps the residual path a clean sum, which
@@ -248,9 +290,9 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = FeedForward(config)
 
     def forward(self, x, cache=None, need_weights: bool = False):
@@ -260,7 +302,7 @@ class Block(nn.Module):
         return x, weights
 
 
-class MiniGPT(nn.Module):
+class MiniGPT(Fast, nn.Module):
     """A character-level GPT: embeddings, a stack of blocks, a final norm and a linear head."""
 
     def __init__(self, config: ModelConfig):
@@ -269,11 +311,11 @@ class MiniGPT(nn.Module):
         if config.vocab_size <= 0:
             raise ValueError("set config.vocab_size (from the tokenizer) before building the model")
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)  # learned
-        self.dropout = nn.Dropout(config.dropout)
+        self.token_embedding = Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding = Embedding(config.block_size, config.n_embd)  # learned
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
         self.head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layers):
@@ -309,8 +351,7 @@ class MiniGPT(nn.Module):
             slots = mask = None
         else:
             positions, mask, slots = cache.plan(T, ids.device)
-        x = self.token_embedding(ids) + self.position_embedding(positions)
-        x = self.dropout(x) if self.training else x
+        x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
         maps = []
         for i, block in enumerate(self.blocks):
             x, weights = block(x, None if cache is None else (i, cache, slots, mask), need_weights)

@@ -45,11 +45,11 @@ def draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     With a list of generators, row i's random numbers come from generator i alone.
     """
     race = torch.empty_like(probs)
-    if isinstance(generator, list):
+    if isinstance(generator, list) and len(generator) > 1:
         for row, own in zip(race, generator):
             row.exponential_(generator=own)
     else:
-        race.exponential_(generator=generator)
+        race.exponential_(generator=generator[0] if isinstance(generator, list) else generator)
     return (probs / race.clamp_min_(1e-30)).argmax(dim=-1)
 
 
