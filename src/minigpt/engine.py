@@ -38,6 +38,7 @@ import torch
 from .config import SampleConfig
 from .data import normalise_characters
 from .errors import UserError
+from .fastpath import decode_step
 from .model import KVCache, MiniGPT
 from .sampling import make_generator, sample_next
 from .tokenizer import Tokenizer
@@ -121,12 +122,17 @@ class Engine:
         param = next(model.parameters())
         self.device = param.device
         self.cache = KVCache(model.config, max_batch, param.dtype, param.device) if use_cache else None
+        # The decode step (one new position per row) through the traced forward (fastpath.py),
+        # or forward() itself when the model is not in a state the trace covers.
+        self._decode = (decode_step(self.model) if use_cache else None) or (
+            lambda ids, cache: self.model(ids, cache=cache)[0])
         self.live: list[Stream] = []  # live[i] owns row i of the cache
         self.waiting: deque[Stream] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._changed = False  # a stream was cancelled since the last step
         self._first_allowed = False  # a live stream still has a first-token mask to apply
+        self._to_prefill = False  # a stream joined or slid: it has tokens to feed before its last
         self._groups: list[tuple[SampleConfig, list[int]]] | None = None  # rows by settings
 
     # ---- making streams -------------------------------------------------------------------
@@ -220,6 +226,7 @@ class Engine:
                     self.cache.lengths[len(self.live)] = 0
                 self.live.append(s)
                 self._groups = None
+                self._to_prefill = True
                 self._first_allowed |= s.first_allowed is not None
                 s._tell("admitted")
                 if s.limit == 0:
@@ -233,14 +240,17 @@ class Engine:
         for row, s in enumerate(self.live):
             if len(s.seq) - s.start > block:  # slide: positions restart, so the cache row does too
                 s.start = s.fed = len(s.seq) - keep
+                self._to_prefill = True
                 if self.cache is not None:
                     self.cache.lengths[row] = 0
         if self.cache is None:  # the reference path: re-run each whole window
             rows = [self.model(self._ids([s.seq[s.start:]]))[0][:, -1] for s in self.live]
             return torch.cat(rows)
-        self._prefill()
-        logits = self.model(self._ids([[s.seq[-1]] for s in self.live]),
-                            cache=self.cache.rows(0, len(self.live)))[0][:, -1]
+        if self._to_prefill:
+            self._prefill()
+            self._to_prefill = False
+        logits = self._decode(self._ids([[s.seq[-1]] for s in self.live]),
+                              self.cache.rows(0, len(self.live)))[:, -1]
         for s in self.live:
             s.fed = len(s.seq)
         return logits
@@ -275,7 +285,8 @@ class Engine:
             for row, s in enumerate(self.live):
                 groups.setdefault(s.sampling_key, []).append(row)
             self._groups = [(self.live[rows[0]].cfg, rows) for rows in groups.values()]
-        generators = [s.generator for s in self.live]
+            self._generators = [s.generator for s in self.live]
+        generators = self._generators
         if len(self._groups) == 1:
             return sample_next(logits, self._groups[0][0], generators).tolist()
         tokens = torch.empty(len(self.live), dtype=torch.long, device=logits.device)

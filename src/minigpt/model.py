@@ -63,6 +63,10 @@ class KVCache:
             mine[index, :, start:end] = theirs[:, :, start:end]
         self.lengths[index] = end
 
+    def advance(self, T: int) -> None:
+        """Every row now holds T more positions (forward() calls this after the last layer)."""
+        self.lengths.add_(T)
+
     def move_row(self, source: int, target: int) -> None:
         """Row `source` (its filled positions) into row `target`: a stream changes rows."""
         n = int(self.lengths[source])
@@ -357,7 +361,7 @@ class MiniGPT(Fast, nn.Module):
             x, weights = block(x, None if cache is None else (i, cache, slots, mask), need_weights)
             maps.append(weights)
         if cache is not None:
-            cache.lengths += T
+            cache.advance(T)
         logits = self.head(self.ln_f(x))
         loss = None
         if targets is not None:
