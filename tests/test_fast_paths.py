@@ -240,3 +240,63 @@ def test_release_pages_returns_a_memory_maps_touched_pages(tmp_path):
     assert rss_file_kb() - before < 1_000
     x2, _ = get_batch(ids, 16, 64, torch.Generator().manual_seed(0))  # still readable, same data
     assert torch.equal(x2, get_batch(np.array(ids), 16, 64, torch.Generator().manual_seed(0))[0])
+
+
+def test_the_traced_decode_step_is_the_forward_itself():
+    """fastpath.decode_step is forward() recorded by torch.fx: the same logits, bit for bit,
+    for rows at the same and at different positions, and the cache advances the same way."""
+    from minigpt.fastpath import decode_step
+
+    net = model().eval()
+    step = decode_step(net)
+    assert step is not None and "scaled_dot_product_attention" in step.code
+    torch.manual_seed(4)
+    with torch.inference_mode():
+        for lengths in ((5, 5, 5), (2, 9, 5)):
+            caches = [KVCache(net.config, batch=3) for _ in range(2)]
+            for cache in caches:
+                for row, n in enumerate(lengths):
+                    net(torch.arange(1, n + 1)[None] % 20, cache=cache.rows(row, row + 1))
+            ids = torch.randint(0, 20, (3, 1))
+            for _ in range(3):
+                expected = net(ids, cache=caches[0])[0]
+                assert torch.equal(step(ids, caches[1]), expected)
+            assert caches[0].lengths.tolist() == caches[1].lengths.tolist()
+        with pytest.raises(ValueError, match="one position per row"):
+            step(torch.zeros(3, 2, dtype=torch.long), caches[1])
+    assert decode_step(net) is step  # traced once per model ...
+    net.head.weight = torch.nn.Parameter(net.head.weight.detach().clone())
+    assert decode_step(net) is not step  # ... and again when its parameters are other tensors
+    assert decode_step(net.train()) is None  # dropout would act: forward() runs itself
+    net.eval().set_attention("explicit")
+    assert decode_step(net) is None
+    net.set_attention("fast")
+    handle = net.blocks[0].register_forward_hook(lambda *a: None)
+    assert decode_step(net) is None  # hooks only run through forward()
+    handle.remove()
+    assert decode_step(net.prepare("baddbmm")) is None
+
+
+def test_fast_modules_keep_nn_module_behaviour():
+    """fastmodule.Fast: hooks still fire, and replaced parameters and submodules are the ones
+    read (its shortcut copies never go stale)."""
+    net = model().eval()
+    seen = []
+    handle = net.blocks[0].mlp.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    net(torch.zeros(1, 4, dtype=torch.long))
+    handle.remove()
+    net(torch.zeros(1, 4, dtype=torch.long))
+    assert seen == [(1, 4, 64)]
+    ln = net.ln_f
+    new = torch.nn.Parameter(torch.full_like(ln.weight, 2.0))
+    ln.weight = new
+    assert ln.weight is new and ln._parameters["weight"] is new
+    ln.register_parameter("weight", torch.nn.Parameter(torch.ones_like(new)))
+    assert ln.weight is ln._parameters["weight"] and ln.weight is not new
+    del ln.bias
+    assert not hasattr(ln, "bias") and "bias" not in ln._parameters
+    block = net.blocks[1]
+    block.mlp = type(block.mlp)(net.config)
+    assert block.mlp is block._modules["mlp"]
+    net.to(torch.float64)
+    assert net.head.weight.dtype == torch.float64 and net.head.weight is net.head._parameters["weight"]

@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", "--max-concurrent", type=int, default=16, dest="max_batch",
                    help="stories written at once, in one batch (--max-concurrent: the old name)")
+    p.add_argument("--max-waiting", type=int, help="requests that may wait for a free row, each at "
+                   "most 10 s (default: 4 x --max-batch); past that: 503 busy")
     p.add_argument("--threads", type=int, help="torch threads for the engine (default: one per "
                    "physical core)")
     p = sub.add_parser("report", help="held-out bits/char and measures of generated stories")
@@ -294,7 +296,10 @@ def cmd_serve(args) -> int:
 
     if args.max_batch <= 0 or not 0 < args.port < 65536 or (args.threads is not None and args.threads <= 0):
         raise UserError("--max-batch and --threads must be positive and --port between 1 and 65535")
-    serve(_resolve_checkpoint(args.checkpoint), args.host, args.port, args.max_batch, args.threads)
+    if args.max_waiting is not None and args.max_waiting < 0:
+        raise UserError(f"--max-waiting must be >= 0, got {args.max_waiting}")
+    serve(_resolve_checkpoint(args.checkpoint), args.host, args.port, args.max_batch, args.threads,
+          args.max_waiting)
     return 0
 
 

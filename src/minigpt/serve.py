@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -63,16 +65,19 @@ class Busy(Exception):
 
 
 def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 10.0,
-               max_waiting: int | None = None) -> FastAPI:
+               max_waiting: int | None = None, engine_thread: bool = True) -> FastAPI:
     """Load the model once, start the engine thread that owns it, and build the app around it.
-    `max_waiting` defaults to 4 x max_batch."""
+    `max_waiting` defaults to 4 x max_batch. With engine_thread=False the caller runs
+    `app.state.engine.serve_forever(app.state.stop)` itself (serve() does, in the main thread)."""
     run_dir = resolve(run_dir)
     model, tokenizer, config = load_model(run_dir)
     facts = _facts(run_dir, model, config)
     engine = Engine(model, tokenizer, max_batch=max_batch,
                     max_waiting=4 * max_batch if max_waiting is None else max_waiting)
     stop = threading.Event()
-    threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True, name="minigpt-engine").start()
+    if engine_thread:
+        threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True,
+                         name="minigpt-engine").start()
     looks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
     looks_waiting = [0]
 
@@ -84,7 +89,7 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
 
     app = FastAPI(title="MiniGPT stories", version=str(config.get("minigpt_version", "")),
                   description="Generate children's stories with a character-level GPT.", lifespan=lifespan)
-    app.state.engine = engine
+    app.state.engine, app.state.stop = engine, stop
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request, exc: RequestValidationError):
@@ -101,17 +106,16 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
         return JSONResponse({"error": f"busy: {len(engine.live)} stories are being written and "
                              f"{len(engine.waiting)} wait; try again in a moment"}, status_code=503)
 
-    async def start_story(req: GenerateRequest) -> tuple[Stream, asyncio.Queue]:
-        """A new stream in the engine and the queue its events arrive on, once it has a row."""
+    async def start_story(req: GenerateRequest, pieces: bool) -> tuple[Stream, asyncio.Queue]:
+        """A new stream in the engine and the queue its events arrive on, once it has a row:
+        ("admitted", None), then ("piece", text) for each piece if asked for, ("done", reason)."""
         s = engine.stream(req.prompt, req.sample_config())  # UserError: bad prompt or settings
-        loop = asyncio.get_running_loop()
+        mailbox = _Mailbox.of(asyncio.get_running_loop())
         events: asyncio.Queue = asyncio.Queue()
 
         def notify(kind, value):  # called in the engine's thread
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-            except RuntimeError:  # the request's event loop is gone
-                engine.cancel(s)
+            if (pieces or kind != "piece") and not mailbox.post(events, (kind, value)):
+                engine.cancel(s)  # the request's event loop is gone
 
         s.notify = notify
         try:
@@ -145,11 +149,11 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
 
     @app.get("/api/model")
     async def model_facts():
-        return dict(facts, max_batch=engine.max_batch)
+        return dict(facts, max_batch=engine.max_batch, threads=torch.get_num_threads())
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
-        s, events = await start_story(req)
+        s, events = await start_story(req, pieces=False)
         try:
             while (await events.get())[0] != "done":
                 pass
@@ -187,7 +191,7 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
                                   top_k=top_k, top_p=top_p, seed=seed)
         except ValueError as exc:  # pydantic's ValidationError: same answer as the JSON endpoint
             raise RequestValidationError(exc.errors()) from None
-        s, events = await start_story(req)
+        s, events = await start_story(req, pieces=True)
 
         async def sse():
             try:
@@ -205,6 +209,44 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+class _Mailbox:
+    """Carries the engine thread's events to an event loop: one wake-up of the loop for all the
+    events of a step (16 streams' pieces), not one per event."""
+
+    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _create = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: list[tuple[asyncio.Queue, tuple]] = []
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        with cls._create:
+            if loop not in cls._by_loop:
+                cls._by_loop[loop] = cls(loop)
+            return cls._by_loop[loop]
+
+    def post(self, queue: asyncio.Queue, item: tuple) -> bool:
+        """Queue an item for delivery; False when the loop is closed."""
+        with self.lock:
+            first = not self.items
+            self.items.append((queue, item))
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:
+                return False
+        return True
+
+    def _deliver(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+        for queue, item in items:
+            queue.put_nowait(item)
 
 
 def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
@@ -235,7 +277,7 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
-          threads: int | None = None) -> None:
+          threads: int | None = None, max_waiting: int | None = None) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -243,9 +285,21 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     from .device import set_threads
 
     # The engine decides how the cores are used: one thread steps every story, with this many
-    # torch threads for each batched forward, however many requests there are.
+    # torch threads in each batched forward, however many requests there are.
     threads = set_threads(threads)
-    app = create_app(run_dir, max_batch=max_batch)
+    app = create_app(run_dir, max_batch=max_batch, max_waiting=max_waiting, engine_thread=False)
+    # The web server gets a thread of its own and the engine keeps the main thread: torch's
+    # worker threads run at full speed only for the thread that first used them (measured:
+    # a batched forward from another thread took 5x longer).
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    web = threading.Thread(target=server.run, name="minigpt-web", daemon=True)
+    web.start()
+    threading.Thread(target=lambda: (web.join(), app.state.stop.set()), daemon=True).start()
     print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs) | "
           f"up to {max_batch} stories at once | {threads} torch thread(s)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        app.state.engine.serve_forever(app.state.stop)
+    except KeyboardInterrupt:
+        print("stopping")
+    server.should_exit = True
+    web.join(timeout=10)
