@@ -275,28 +275,3 @@ def test_the_traced_decode_step_is_the_forward_itself():
     assert decode_step(net) is None  # hooks only run through forward()
     handle.remove()
     assert decode_step(net.prepare("baddbmm")) is None
-
-
-def test_fast_modules_keep_nn_module_behaviour():
-    """fastmodule.Fast: hooks still fire, and replaced parameters and submodules are the ones
-    read (its shortcut copies never go stale)."""
-    net = model().eval()
-    seen = []
-    handle = net.blocks[0].mlp.register_forward_hook(lambda m, i, o: seen.append(o.shape))
-    net(torch.zeros(1, 4, dtype=torch.long))
-    handle.remove()
-    net(torch.zeros(1, 4, dtype=torch.long))
-    assert seen == [(1, 4, 64)]
-    ln = net.ln_f
-    new = torch.nn.Parameter(torch.full_like(ln.weight, 2.0))
-    ln.weight = new
-    assert ln.weight is new and ln._parameters["weight"] is new
-    ln.register_parameter("weight", torch.nn.Parameter(torch.ones_like(new)))
-    assert ln.weight is ln._parameters["weight"] and ln.weight is not new
-    del ln.bias
-    assert not hasattr(ln, "bias") and "bias" not in ln._parameters
-    block = net.blocks[1]
-    block.mlp = type(block.mlp)(net.config)
-    assert block.mlp is block._modules["mlp"]
-    net.to(torch.float64)
-    assert net.head.weight.dtype == torch.float64 and net.head.weight is net.head._parameters["weight"]

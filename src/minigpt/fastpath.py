@@ -71,12 +71,17 @@ def _trace(model: MiniGPT):
             node.replace_all_uses_with(anchor)
             graph.erase_node(node)
             tensors.append(tensor)
+    # Dropout in eval mode is the identity: drop those calls from the recording.
+    for node in list(graph.nodes):
+        if node.target is torch.nn.functional.dropout and node.kwargs.get("training") is False:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
     flat = torch.fx.GraphModule(torch.nn.Module(), graph)
 
     def step(ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         if ids.size(1) != 1:
             raise ValueError(f"the traced step feeds one position per row, got {ids.size(1)}")
-        return flat(ids, *tensors, cache=cache)[0]
+        return flat.forward(ids, *tensors, cache=cache)[0]  # no module-call machinery
 
     step.code = flat.code
     return step

@@ -22,7 +22,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .fastmodule import Fast
 
 
 class KVCache:
@@ -122,26 +121,7 @@ class KVCache:
         return keys[:, :, :end], values[:, :, :end]
 
 
-# The building blocks are PyTorch's, with `Fast` mixed in: the same modules, cheaper to call
-# (fastmodule.py), because generation runs about 50 of them for every character it writes.
-
-
-class LayerNorm(Fast, nn.LayerNorm):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # F.layer_norm without its checks
-        return torch.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-
-
-class Embedding(Fast, nn.Embedding):
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # F.embedding without its options
-        return torch.embedding(self.weight, ids)
-
-
-class Dropout(Fast, nn.Dropout):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if self.training and self.p > 0 else x  # only acts in training
-
-
-class Linear(Fast, nn.Linear):
+class Linear(nn.Linear):
     """nn.Linear, y = x W^T + b, with W (out, in) kept in memory as the rows of W^T.
 
     The values, the shape (out, in) and the state_dict are nn.Linear's; only the memory order
@@ -155,7 +135,7 @@ class Linear(Fast, nn.Linear):
         self.weight = nn.Parameter(self.weight.detach().t().contiguous().t())
 
 
-class CausalSelfAttention(Fast, nn.Module):
+class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention.
 
     Every position asks a question (query), advertises what it holds (key) and offers content
@@ -182,8 +162,8 @@ class CausalSelfAttention(Fast, nn.Module):
         # One Linear makes queries, keys and values for all heads at once: 3 * C outputs.
         self.qkv = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = Dropout(self.dropout)
-        self.resid_dropout = Dropout(config.dropout)
+        self.attn_dropout = nn.Dropout(self.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
         # The causal mask: position t may attend to positions 0..t. Stored once, sliced per call.
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
@@ -271,7 +251,7 @@ class CausalSelfAttention(Fast, nn.Module):
         return self.resid_dropout(self.proj(self.merge_heads(y))), weights
 
 
-class FeedForward(Fast, nn.Module):
+class FeedForward(nn.Module):
     """Per-position MLP: widen to ff_hidden_mult * C, ReLU, project back. Where tokens 'think'."""
 
     def __init__(self, config: ModelConfig):
@@ -279,13 +259,13 @@ class FeedForward(Fast, nn.Module):
         hidden = config.ff_hidden_mult * config.n_embd
         self.up = Linear(config.n_embd, hidden, bias=config.bias)
         self.down = Linear(hidden, config.n_embd, bias=config.bias)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(torch.relu(self.up(x))))
+        return self.dropout(self.down(F.relu(self.up(x))))
 
 
-class Block(Fast, nn.Module):
+class Block(nn.Module):
     """One decoder block, pre-LayerNorm: x + attention(norm(x)), then x + mlp(norm(x)).
 
     Normalising *before* each sub-layer (GPT-2 style) keeps the residual path a clean sum, which
@@ -294,9 +274,9 @@ class Block(Fast, nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.ln1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = FeedForward(config)
 
     def forward(self, x, cache=None, need_weights: bool = False):
@@ -306,7 +286,7 @@ class Block(Fast, nn.Module):
         return x, weights
 
 
-class MiniGPT(Fast, nn.Module):
+class MiniGPT(nn.Module):
     """A character-level GPT: embeddings, a stack of blocks, a final norm and a linear head."""
 
     def __init__(self, config: ModelConfig):
@@ -315,11 +295,11 @@ class MiniGPT(Fast, nn.Module):
         if config.vocab_size <= 0:
             raise ValueError("set config.vocab_size (from the tokenizer) before building the model")
         self.config = config
-        self.token_embedding = Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding = Embedding(config.block_size, config.n_embd)  # learned
-        self.dropout = Dropout(config.dropout)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)  # learned
+        self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layers):
