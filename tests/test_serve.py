@@ -267,3 +267,44 @@ def test_look_inside_never_fails_beside_stories(client):
     for w in workers:
         w.join()
     assert len(codes) == 6 + 6 + 12 + 12 + 4 and set(codes) == {200}
+
+
+def test_the_serve_command_writes_stories_and_stops_on_sigterm(tiny_run):
+    """`minigpt serve` itself: the engine in the main thread, the web server in another; two
+    overlapping requests are answered, and SIGTERM stops it cleanly (exit 0)."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", str(tiny_run),
+                               "--port", str(port), "--max-batch", "4", "--threads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        answers = []
+
+        def ask(seed):
+            body = json.dumps({"prompt": "Once", "max_new_chars": 30, "seed": seed}).encode()
+            request = urllib.request.Request(base + "/api/generate", data=body,
+                                             headers={"Content-Type": "application/json"})
+            answers.append(json.load(urllib.request.urlopen(request, timeout=30)))
+        workers = [threading.Thread(target=ask, args=(s,)) for s in (1, 2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert len(answers) == 2 and all(0 < a["chars"] <= 30 for a in answers)
+        assert json.load(urllib.request.urlopen(base + "/api/model"))["max_batch"] == 4
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, out
+    assert "up to 4 stories at once" in out and out.strip().endswith("stopping")

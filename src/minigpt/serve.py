@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -296,10 +297,12 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     web.start()
     threading.Thread(target=lambda: (web.join(), app.state.stop.set()), daemon=True).start()
     print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs) | "
-          f"up to {max_batch} stories at once | {threads} torch thread(s)")
+          f"up to {max_batch} stories at once | {threads} torch thread(s)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: app.state.stop.set())  # stop as for Ctrl-C
     try:
         app.state.engine.serve_forever(app.state.stop)
     except KeyboardInterrupt:
-        print("stopping")
+        pass
+    print("stopping", flush=True)
     server.should_exit = True
     web.join(timeout=10)
