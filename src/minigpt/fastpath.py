@@ -71,11 +71,25 @@ def _trace(model: MiniGPT):
             node.replace_all_uses_with(anchor)
             graph.erase_node(node)
             tensors.append(tensor)
-    # Dropout in eval mode is the identity: drop those calls from the recording.
+    # Two simplifications of the recording, the same arithmetic: dropout in eval mode is the
+    # identity, and three functional wrappers become the operations they call (their argument
+    # checks cost more than the operation on one row).
+    F = torch.nn.functional
     for node in list(graph.nodes):
-        if node.target is torch.nn.functional.dropout and node.kwargs.get("training") is False:
+        if node.op != "call_function":
+            continue
+        if node.target is F.dropout and node.kwargs.get("training") is False:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+        elif node.target is F.layer_norm:
+            x, shape = node.args[:2]
+            node.target = torch.layer_norm
+            node.args, node.kwargs = (x, shape, node.kwargs["weight"], node.kwargs["bias"],
+                                      node.kwargs["eps"]), {}
+        elif node.target is F.embedding and node.kwargs.get("max_norm") is None:
+            node.target, node.args, node.kwargs = torch.embedding, (node.args[1], node.args[0]), {}
+        elif node.target is F.relu and not node.kwargs.get("inplace"):
+            node.target, node.kwargs = torch.relu, {}
     flat = torch.fx.GraphModule(torch.nn.Module(), graph)
 
     def step(ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
