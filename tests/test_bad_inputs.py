@@ -127,6 +127,12 @@ TABLE = [
                                                "--out", "{d}/v"], "--vocab-size is for"),
     ("cli", "negative max_new_chars", ["generate", *RUN, "--max-new-chars=-5"],
      "max_new_chars must be >= 0"),
+    # serving
+    ("cli", "serve with no rows in the batch", ["serve", *RUN, "--max-batch", "0"],
+     "--max-batch and --threads must be positive"),
+    ("cli", "serve with a negative queue", ["serve", *RUN, "--max-waiting=-1"],
+     "--max-waiting must be >= 0"),
+    ("cli", "serve on port 0", ["serve", *RUN, "--port", "0"], "--port between 1 and 65535"),
     # evaluation
     ("cli", "evaluate on empty data", ["eval", *RUN, "--data", "{d}/empty.txt"], "no text to evaluate"),
     ("cli", "evaluate without data", ["eval", *RUN], "--data"),

@@ -308,3 +308,18 @@ def test_the_serve_command_writes_stories_and_stops_on_sigterm(tiny_run):
         out, _ = server.communicate(timeout=30)
     assert server.returncode == 0, out
     assert "up to 4 stories at once" in out and out.strip().endswith("stopping")
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_error(tiny_run):
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "minigpt", "serve", "--checkpoint", str(tiny_run),
+                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"minigpt serve: error: cannot listen on 127.0.0.1:{port} (in use): choose another --port (or --host)"]

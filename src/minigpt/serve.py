@@ -7,9 +7,10 @@ POST /api/generate (JSON in, JSON out), GET /api/stream (the story as Server-Sen
 event per character), GET /api/next (next-character odds), GET /api/attention.png (attention
 heat-maps), and the framework's OpenAPI docs at /docs.
 
-One engine thread owns the model and writes every story (engine.py): each request becomes a
-stream in its batch, and every step of the engine advances all of them with one forward pass,
-so 16 readers cost little more than one. At most `max_batch` stories are written at once; a
+One engine owns the model and writes every story (engine.py); `minigpt serve` runs it in the main
+thread and the web server in a thread of its own. Each request becomes a stream in its batch,
+and every step of the engine advances all of them with one forward pass, so 16 readers cost far
+less than 16 times one. At most `max_batch` stories are written at once; a
 request waits up to `queue_seconds` for a row (and at most `max_waiting` requests wait), and is
 otherwise answered 503 "busy". A streaming client gets each character as the step that made it
 ends; a client that goes away ends its stream at the next step. The look-inside views (/api/next,
@@ -20,9 +21,11 @@ they share no state with the engine, so they neither wait for the stories nor ra
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import signal
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -124,10 +127,12 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
         except Full:
             raise Busy() from None
         try:
-            await asyncio.wait_for(events.get(), queue_seconds)  # ("admitted", None)
+            kind, _ = await asyncio.wait_for(events.get(), queue_seconds)  # ("admitted", None)
         except asyncio.TimeoutError:
+            kind = "timeout"
+        if kind != "admitted":
             engine.cancel(s)
-            raise Busy() from None
+            raise Busy()
         return s, events
 
     async def look(function, *args):
@@ -285,6 +290,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
         raise UserError("serving needs fastapi and uvicorn: pip install fastapi uvicorn") from None
     from .device import set_threads
 
+    _check_address(host, port)
     # The engine decides how the cores are used: one thread steps every story, with this many
     # torch threads in each batched forward, however many requests there are.
     threads = set_threads(threads)
@@ -292,13 +298,17 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     # The web server gets a thread of its own and the engine keeps the main thread: torch's
     # worker threads run at full speed only for the thread that first used them (measured:
     # a batched forward from another thread took 5x longer).
+    signal.signal(signal.SIGTERM, lambda *_: app.state.stop.set())  # stop as for Ctrl-C
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     web = threading.Thread(target=server.run, name="minigpt-web", daemon=True)
     web.start()
+    while web.is_alive() and not server.started:
+        time.sleep(0.05)
+    if not server.started:
+        raise UserError(f"cannot listen on {host}:{port}: choose another --port (or --host)")
     threading.Thread(target=lambda: (web.join(), app.state.stop.set()), daemon=True).start()
     print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs) | "
           f"up to {max_batch} stories at once | {threads} torch thread(s)", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: app.state.stop.set())  # stop as for Ctrl-C
     try:
         app.state.engine.serve_forever(app.state.stop)
     except KeyboardInterrupt:
@@ -306,3 +316,18 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     print("stopping", flush=True)
     server.should_exit = True
     web.join(timeout=10)
+
+
+def _check_address(host: str, port: int) -> None:
+    """A one-line error before the model loads when the address cannot be listened on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise UserError(f"cannot listen on {host}:{port} ({reason}): choose another --port "
+                        "(or --host)") from None
