@@ -11,6 +11,8 @@ round counts. Stories never stop at end-of-story, so every run writes exactly --
     before        the implementation before the engine (git --before, default the last commit
                   without it): hand-unrolled decode() over its own KV cache
     engine        this checkout: one batched forward per step over the shared KV cache
+                  (before and engine are also run in one process, taking turns story by story,
+                  the old package imported as minigpt_before: the steadiest comparison here)
   batched         the engine with 1, 8 and 32 streams at once (aggregate characters per second),
                   and 16 stories one after another against the same 16 at once (--num-samples 16)
   sampling        plain vs top-k 20 vs top-p 0.9 in the engine
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +130,52 @@ def rounds(jobs: dict[str, tuple[dict, Path]], n: int) -> dict[str, dict]:
     return best
 
 
+INTERLEAVED = """
+import sys, time, torch
+sys.path[:0] = [{pkgs!r}, {here!r}]
+import minigpt_before
+from minigpt import MiniGPT, ModelConfig, SampleConfig
+from minigpt.pretrained import from_pretrained
+torch.set_num_threads({threads})
+systems = {{}}
+for label, pkg in (("before", "minigpt_before"), ("engine", "minigpt")):
+    mod = sys.modules[pkg]
+    gen = sys.modules[pkg + ".generate"]
+    if {model!r} == "bundled":
+        net = sys.modules[pkg + ".pretrained"].from_pretrained("bundled")[0].eval()
+    else:
+        torch.manual_seed(0)
+        net = mod.MiniGPT(mod.ModelConfig(vocab_size=71)).eval()
+    cfg = mod.SampleConfig(max_new_tokens={chars}, temperature=0.8, stop_at_eos=False)
+    systems[label] = (gen, net, cfg)
+prompt = list(range(1, 17))
+best = {{k: 1e9 for k in systems}}
+for round in range({rounds} + 1):  # the first round warms up (and traces the engine's step)
+    for label, (gen, net, cfg) in systems.items():
+        start = time.perf_counter()
+        list(gen.generate_ids(net, prompt, cfg, None, gen.make_generator(0)))
+        if round:
+            best[label] = min(best[label], time.perf_counter() - start)
+print(best["before"], best["engine"])
+"""
+
+
+def interleaved(model: str, base: dict, here: Path, before: Path, rounds: int) -> tuple[float, float]:
+    """Chars/s of before and engine in ONE process, taking turns story by story (the old package
+    imported under the name minigpt_before): less exposed to the machine's swings."""
+    pkgs = before.parent.parent / "pkgs"
+    if not (pkgs / "minigpt_before").exists():
+        shutil.copytree(before / "minigpt", pkgs / "minigpt_before")
+    code = INTERLEAVED.format(pkgs=str(pkgs), here=str(here), threads=base["threads"], model=model,
+                              chars=base["chars"], rounds=rounds)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(base["threads"]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"interleaved run failed:\n{out.stderr[-2000:]}")
+    b, e = (float(v) for v in out.stdout.split())
+    return base["chars"] / b, base["chars"] / e
+
+
 def single_table(model: str, base: dict, here: Path, before: Path, n: int) -> None:
     jobs = {"naive loop": ({**base, "kind": "naive"}, here),
             "--no-cache": ({**base, "kind": "recompute"}, here),
@@ -139,6 +188,9 @@ def single_table(model: str, base: dict, here: Path, before: Path, n: int) -> No
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {naive:,.0f} | {r['--no-cache']['chars_per_s']:,.0f} | {b:,.0f} | {e:,.0f} | "
           f"{e / b:.3f}x | {e / naive:.1f}x |", flush=True)
+    b, e = interleaved(model, base, here, before, 2 * n + 2)
+    print(f"\nthe same two in one process, taking turns story by story (best of {2 * n + 2}): before "
+          f"{b:,.0f}, engine {e:,.0f} chars/s: **{e / b:.3f}x**", flush=True)
 
 
 def batched_tables(model: str, base: dict, here: Path, n: int) -> None:

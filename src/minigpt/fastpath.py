@@ -75,6 +75,16 @@ def _trace(model: MiniGPT):
     # identity, and three functional wrappers become the operations they call (their argument
     # checks cost more than the operation on one row).
     F = torch.nn.functional
+    # fx checks on every call that `targets` and `need_weights` still have their traced values;
+    # step() passes neither, so the checks always hold: drop them too.
+    checks = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
+    for node in reversed(list(graph.nodes)):
+        if node.op == "call_function" and node.target in checks:
+            inputs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op != "placeholder"]
+            graph.erase_node(node)
+            for a in inputs:
+                if not a.users:
+                    graph.erase_node(a)
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue

@@ -178,8 +178,7 @@ class CausalSelfAttention(nn.Module):
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, T, D) -> (B, T, C): put the heads' outputs side by side again."""
-        B, _, T, _ = x.shape
-        return x.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
+        return x.transpose(1, 2).flatten(2)
 
     def visible(self, Tq: int, Tk: int, mask: torch.Tensor | None) -> torch.Tensor:
         """Which keys each query may see (True = visible). Without a mask from the cache, the Tq
@@ -198,14 +197,16 @@ class CausalSelfAttention(nn.Module):
     def fast_attention(self, q, k, v, mask=None) -> torch.Tensor:
         """The same result from one fused kernel, chosen once by `use_kernel`."""
         dropout = self.dropout if self.training else 0.0
-        Tq, Tk = q.size(2), k.size(2)
         if self.kernel == "baddbmm":
             return self.baddbmm_attention(q, k, v, mask, dropout)
-        if mask is None and Tq == Tk:
+        if mask is not None:  # rows at different positions: the cache's own mask
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        Tq, Tk = q.size(2), k.size(2)
+        if Tq == Tk:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        if mask is None and Tq == 1:  # one new position sees every cached one: nothing to hide
+        if Tq == 1:  # one new position sees every cached one: nothing to hide
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.visible(Tq, Tk, mask),
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.visible(Tq, Tk, None),
                                               dropout_p=dropout)
 
     def baddbmm_attention(self, q, k, v, mask, dropout: float) -> torch.Tensor:
@@ -235,9 +236,9 @@ class CausalSelfAttention(nn.Module):
         `cache` (layer, KVCache, slots, mask) adds this step's keys and values to the cache and
         attends over all of them; `need_weights` runs the explicit path and returns its weights.
         """
-        B, T, C = x.shape
-        # (B, T, 3C) -> three (B, H, T, D): each head works on its own slice of the channels.
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, T, 3C) -> (B, T, 3, H, D) -> three (B, H, T, D): each head its own slice of channels.
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_size))
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         mask = None
         if cache is not None:
             layer, kv, slots, mask = cache
@@ -327,7 +328,7 @@ class MiniGPT(nn.Module):
         positions continue from where that row ends, and the cache is extended by T in every row.
         `need_weights` returns each layer's attention weights, (n_layers, B, H, T, T_seen).
         """
-        B, T = ids.shape
+        T = ids.size(1)
         if cache is None:
             if T > self.config.block_size:
                 raise ValueError(f"sequence of {T} exceeds block_size {self.config.block_size}")
