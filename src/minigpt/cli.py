@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it on this computer")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", "--max-concurrent", type=int, default=16, dest="max_batch",
-                   help="stories written at once, in one batch (--max-concurrent: the old name)")
+                   help="stories written at once, in one batch (default 16; --max-concurrent: the "
+                   "old name)")
     p.add_argument("--max-waiting", type=int, help="requests that may wait for a free row, each at "
                    "most 10 s (default: 4 x --max-batch); past that: 503 busy")
     p.add_argument("--threads", type=int, help="torch threads for the engine (default: one per "
