@@ -171,9 +171,12 @@ def test_windows_that_slide_together_are_refilled_in_one_forward(monkeypatch):
     specs = [([1 + i % 5, 2, 3], SampleConfig(max_new_tokens=40, stop_at_eos=False, **SETTINGS[i]), i)
              for i in range(6)]
     alone = [run_alone(model, *spec) for spec in specs]
+    import minigpt.engine as engine_module
+
     shared = []
-    real = KVCache.scratch
-    monkeypatch.setattr(KVCache, "scratch", lambda self, rows: shared.append(len(rows)) or real(self, rows))
+    real = engine_module._scratch
+    monkeypatch.setattr(engine_module, "_scratch",
+                        lambda cache, rows: shared.append(len(rows)) or real(cache, rows))
     engine = Engine(model, max_batch=8)
     streams = [engine.add(Stream(p, cfg, make_generator(seed))) for p, cfg, seed in specs]
     engine.run()

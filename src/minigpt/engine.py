@@ -270,9 +270,9 @@ class Engine:
             # Several rows, anywhere in the batch: a scratch cache, then each row's new part
             # copied into its place (every such row starts at the same length).
             start = int(self.cache.lengths[rows[0]])
-            scratch = self.cache.scratch(rows)
+            scratch = _scratch(self.cache, rows)
             self.model(ids, cache=scratch)
-            self.cache.copy_rows(scratch, rows, start, start + ids.size(1))
+            _copy_rows(scratch, self.cache, rows, start, start + ids.size(1))
 
     def _ids(self, rows: list[list[int]]) -> torch.Tensor:
         return torch.tensor(rows, device=self.device)
@@ -322,10 +322,43 @@ class Engine:
             if row != last:
                 self.live[row] = self.live[last]
                 if self.cache is not None:
-                    self.cache.move_row(last, row)
+                    _move_row(self.cache, last, row)
             self.live.pop()
             self._groups = None
             s._tell("done", s.finished)
+
+
+def _scratch(cache: KVCache, rows: list[int]) -> KVCache:
+    """A cache holding copies of some rows of `cache` (not sharing memory), with their lengths:
+    feed them together, then copy the new part back with _copy_rows."""
+    index = torch.tensor(rows, device=cache.keys[0].device)
+    n = int(cache.lengths[rows].max())
+
+    def copy(t: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, device=t.device)
+        out[:, :, :n] = t[index, :, :n]
+        return out
+    scratch = object.__new__(KVCache)
+    scratch.keys, scratch.values = [copy(k) for k in cache.keys], [copy(v) for v in cache.values]
+    scratch.lengths, scratch.block_size = cache.lengths[rows].clone(), cache.block_size
+    return scratch
+
+
+def _copy_rows(source: KVCache, target: KVCache, rows: list[int], start: int, end: int) -> None:
+    """Positions start..end-1 of `source`'s rows 0, 1, ... into `target`'s `rows`, which then
+    hold `end` positions."""
+    index = torch.tensor(rows, device=target.keys[0].device)
+    for mine, theirs in zip(target.keys + target.values, source.keys + source.values):
+        mine[index, :, start:end] = theirs[:, :, start:end]
+    target.lengths[index] = end
+
+
+def _move_row(cache: KVCache, source: int, target: int) -> None:
+    """Row `source` (its filled positions) into row `target`: a stream changes rows."""
+    n = int(cache.lengths[source])
+    for t in cache.keys + cache.values:
+        t[target, :, :n] = t[source, :, :n]
+    cache.lengths[target] = n
 
 
 class Full(Exception):

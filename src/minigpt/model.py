@@ -34,7 +34,7 @@ class KVCache:
     need not agree, so one forward can advance stories that started at different times.
 
     `rows(start, stop)` is a view of some rows (same memory): feed a new prompt into one row
-    while the others wait, then advance all of them together.
+    while the others wait, then advance all of them together. (engine.py moves rows around.)
     """
 
     def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
@@ -54,39 +54,9 @@ class KVCache:
         view.lengths, view.block_size = self.lengths[start:stop], self.block_size
         return view
 
-    def copy_rows(self, source: KVCache, rows: list[int], start: int, end: int) -> None:
-        """Positions start..end-1 of `source`'s rows 0, 1, ... into this cache's `rows`, which then
-        hold `end` positions."""
-        index = torch.tensor(rows, device=self.keys[0].device)
-        for mine, theirs in zip(self.keys + self.values, source.keys + source.values):
-            mine[index, :, start:end] = theirs[:, :, start:end]
-        self.lengths[index] = end
-
     def advance(self, T: int) -> None:
         """Every row now holds T more positions (forward() calls this after the last layer)."""
         self.lengths.add_(T)
-
-    def move_row(self, source: int, target: int) -> None:
-        """Row `source` (its filled positions) into row `target`: a stream changes rows."""
-        n = int(self.lengths[source])
-        for t in self.keys + self.values:
-            t[target, :, :n] = t[source, :, :n]
-        self.lengths[target] = n
-
-    def scratch(self, rows: list[int]) -> KVCache:
-        """A cache for copies of some rows, (not sharing memory), holding their lengths: feed
-        them together, then copy the new part back (the engine's prefill of scattered rows)."""
-        view = object.__new__(KVCache)
-        index = torch.tensor(rows, device=self.keys[0].device)
-        n = int(self.lengths[rows].max())
-
-        def copy(t: torch.Tensor) -> torch.Tensor:
-            out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, device=t.device)
-            out[:, :, :n] = t[index, :, :n]
-            return out
-        view.keys, view.values = [copy(k) for k in self.keys], [copy(v) for v in self.values]
-        view.lengths, view.block_size = self.lengths[rows].clone(), self.block_size
-        return view
 
     def plan(self, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
         """Where T new positions go in every row: (positions, the attention mask, slots).
