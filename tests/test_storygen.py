@@ -1,13 +1,22 @@
-"""Properties of the story generator and of the corpus it ships (src/minigpt/corpus/stories.txt)."""
+"""Properties of the story generator (tools/storygen.py) and of the corpus it wrote, which the
+package ships (src/minigpt/corpus/stories.txt).
+
+The generator is a build-time tool outside the package, so this file puts the repository root on
+sys.path to import `tools.storygen`, as `python -m tools.storygen` from the root would see it.
+"""
 
 import random
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
 from minigpt.corpus import BUNDLED_STORIES_PATH, load_bundled_text
-from minigpt.corpus import storygen
-from minigpt.corpus.storygen import DEFAULT_N, DEFAULT_SEED, SEPARATOR, generate_stories
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools import storygen  # noqa: E402
+from tools.storygen import DEFAULT_N, DEFAULT_SEED, SEPARATOR, generate_stories  # noqa: E402
 
 ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,!?'\":;-")
 FEMALE = {"she", "her", "hers", "herself"}

@@ -2,7 +2,8 @@
 
 Everything a story can say lives here; `storygen` holds the machinery that casts a story,
 draws from these lists and fills in the blanks. Change a word here and the shipped corpus
-changes too, so rebuild `stories.txt` afterwards (a test compares it with a fresh run).
+changes too, so rebuild `stories.txt` afterwards (`python -m tools.storygen --out
+src/minigpt/corpus/stories.txt`; a test compares it with a fresh run).
 
 Two plain-text formats keep the long lists readable:
 

@@ -1,6 +1,7 @@
 """Write simple, original children's stories, the kind a three-year-old could follow.
 
-This is where the bundled corpus (`stories.txt`) comes from. A character-level model needs
+This is where the bundled corpus (`src/minigpt/corpus/stories.txt`) comes from. It is a
+build-time tool: the runtime package ships only the stories, not this generator. A character-level model needs
 text that is simple, correct and varied, so every story is put together in four steps:
 
 1. Cast. Pick a hero (a child or a small animal), a friend of the same sort, and a parent.
@@ -19,12 +20,12 @@ text that is simple, correct and varied, so every story is put together in four 
    <|endoftext|>, the format of the TinyStories text files.
 
 This module is the engine (steps 1, 2 and 4, and the filling-in of step 3); the words it
-draws from (names, props, tables and scripts) live in `minigpt.corpus.storydata`.
+draws from (names, props, tables and scripts) live in `tools/storydata.py`.
 
 All randomness comes from one `random.Random(seed)` that only ever draws from lists (never
 from sets, whose order depends on hashing), so a seed gives byte-identical stories on any
-machine. Rebuild the shipped file with
-`python -m minigpt.corpus.storygen --out src/minigpt/corpus/stories.txt`.
+machine. Rebuild the shipped file from the repository root with
+`python -m tools.storygen --out src/minigpt/corpus/stories.txt`.
 """
 
 import argparse
