@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import make_stories, write_txt
-from minigpt import CharTokenizer, TrainConfig, UserError
+from minigpt import TrainConfig, UserError
 from minigpt.data import clean_text, get_batch, hub_reachable, iter_stories, prepare_data
 from minigpt.data import sources
 from minigpt.tokenizer import EOS_TEXT
@@ -25,25 +25,6 @@ def test_clean_output_is_printable_ascii_without_blank_lines(text):
     assert all(c == "\n" or " " <= c <= "~" for c in out)
     assert "\n\n" not in out and out == out.strip()
     assert clean_text(out) == out  # idempotent
-
-
-@settings(max_examples=200)
-@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)) | st.text("ab\n .!\""))
-def test_tokenizer_round_trip(text):
-    tok = CharTokenizer.from_text(text + "x")
-    ids = tok.encode(text)
-    assert tok.decode(ids) == text
-    assert tok.eos_id not in ids  # ordinary text never yields the end-of-story token
-
-
-def test_tokenizer_names_unknown_characters_and_saves(tmp_path):
-    tok = CharTokenizer.from_text("abc")
-    with pytest.raises(UserError, match="'z', 'q'"):
-        tok.encode("azq")
-    tok.save(tmp_path / "t.json")
-    from minigpt.tokenizer import load_tokenizer
-    again = load_tokenizer(tmp_path / "t.json")
-    assert again.stoi == tok.stoi and again.decode([0]) == EOS_TEXT
 
 
 def _formats(tmp_path, stories):

@@ -61,6 +61,24 @@ def test_char_round_trips_text_over_its_vocabulary(tokenizers, text):
     assert tok.decode(tok.encode(text)) == text
 
 
+@settings(max_examples=200)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)) | st.text("ab\n .!\""))
+def test_char_round_trips_and_ordinary_text_never_yields_end_of_story(text):
+    tok = CharTokenizer.from_text(text + "x")
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert tok.eos_id not in ids  # ordinary text never yields the end-of-story token
+
+
+def test_char_names_unknown_characters_and_saves(tmp_path):
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(UserError, match="'z', 'q'"):
+        tok.encode("azq")
+    tok.save(tmp_path / "t.json")
+    again = load_tokenizer(tmp_path / "t.json")
+    assert again.stoi == tok.stoi and again.decode([0]) == EOS_TEXT
+
+
 LINES = sorted({line for story in CORPUS for line in story.split("\n")})
 
 

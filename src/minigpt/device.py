@@ -29,21 +29,23 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def physical_cores() -> int:
+def physical_cores(cpus: list[int] | None = None, sysfs: str | Path = "/sys/devices/system/cpu") -> int:
     """Physical cores this process may run on: hyper-threads of one core count once.
 
     Two threads on one core share its matrix units, so a second one adds little to training and
     often slows it (bench/threads.py). Linux: the cores behind the CPUs in our affinity mask;
-    macOS: sysctl hw.physicalcpu; elsewhere: the logical CPU count.
+    macOS: sysctl hw.physicalcpu; elsewhere: the logical CPU count. (`cpus` and `sysfs` stand in
+    for the affinity mask and Linux's CPU folder in tests.)
     """
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity call
-        cpus = None
+    if cpus is None:
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # macOS and Windows have no affinity call
+            cpus = None
     if cpus is not None:
         cores = set()
         for cpu in cpus:
-            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+            siblings = Path(sysfs) / f"cpu{cpu}" / "topology" / "thread_siblings_list"
             try:
                 cores.add(siblings.read_text().strip())
             except OSError:  # no topology information (some containers): count logical CPUs

@@ -30,15 +30,17 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_WIDTH = 64  # below this n_embd, bf16 autocast gains little on a CPU
 
 
-def cpu_bf16_features() -> list[str]:
-    """The bf16 instruction sets this CPU reports (Linux /proc/cpuinfo; elsewhere: none known)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    for line in text.splitlines():
+def cpu_bf16_features(cpuinfo: str | None = None) -> list[str]:
+    """The bf16 instruction sets this CPU reports (Linux /proc/cpuinfo, or the `cpuinfo` text
+    given; elsewhere: none known)."""
+    if cpuinfo is None:
+        if not sys.platform.startswith("linux"):
+            return []
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             return [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
