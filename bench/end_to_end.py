@@ -1,10 +1,10 @@
-"""Core benchmark: train for a fixed wall-clock time, then measure what a user would notice.
+"""End to end: train for a fixed wall-clock time, then measure what a user would notice.
 
 Prints, in one run with a pinned thread count: training chars/s, held-out bits/char, generation
 chars/s with and without the KV cache (and that both produce the same story), and peak memory.
 
-    .venv/bin/python bench/core.py                      # 120 s of training, 1 thread
-    .venv/bin/python bench/core.py --time 10m --threads 2
+    .venv/bin/python -m bench.end_to_end                      # 120 s of training, 1 thread
+    .venv/bin/python -m bench.end_to_end --time 10m --threads 2
 
 Data defaults to the TinyStories slices in ../shared/data/tinystories (train: the V1 2 MiB slice;
 held-out: the disjoint V2 slice). They are not part of the repository; pass --data/--val-data to
@@ -23,26 +23,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from minigpt import ModelConfig, SampleConfig, TrainConfig, evaluate, load, train
+from minigpt.checkpoint import latest_state
+from minigpt.generate import generate_ids, make_generator
 
-from minigpt.checkpoint import latest_state  # noqa: E402
-from minigpt import ModelConfig, SampleConfig, TrainConfig, evaluate, load, train  # noqa: E402
-from minigpt.generate import generate_ids, make_generator  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data" / "tinystories"
-TRAIN = SHARED / "tinystories-sample-train-v1-first2MiB.txt"
-HELD_OUT = SHARED / "tinystories-sample-trainV2-first10000lines.txt"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from .core import HELD_OUT, SHARED, TRAIN, cpu_name
 
 
 def time_generation(model, tokenizer, use_cache: bool, chars: int) -> tuple[float, str]:

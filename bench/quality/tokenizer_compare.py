@@ -7,26 +7,18 @@ V2 slice) in bits per *character* of the text, so the tokenizers compare. Per ru
 parameters, steps, training characters/s (tokens/s x characters per token), held-out bits/char and
 nats/token, generation characters/s (1 thread, KV cache), and a sample story (seed 1).
 
-    .venv/bin/python bench/tokenizer_compare.py --time 10m            # every candidate below, one at a time
-    .venv/bin/python bench/tokenizer_compare.py --time 1m --only char,bpe-512
-    .venv/bin/python bench/tokenizer_compare.py --time 10m --recipe="--preset adamw"  # as in the README
-
-(Not named tokenizers.py: with bench/ on sys.path that would shadow the `tokenizers` package.)
+    .venv/bin/python -m bench.quality.tokenizer_compare --time 10m            # every candidate below, one at a time
+    .venv/bin/python -m bench.quality.tokenizer_compare --time 1m --only char,bpe-512
+    .venv/bin/python -m bench.quality.tokenizer_compare --time 10m --recipe="--preset adamw"  # as in the README
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from recipe_sweep import add_arguments, train_all  # noqa: E402
+from ..core import add_budget_arguments, train_all
 
 CANDIDATES = {
     "char": "--tokenizer char",
@@ -45,11 +37,12 @@ def score(name: str, options: str, run: Path, held_out: str, threads: int) -> di
     from minigpt import evaluate, load
     from minigpt.config import SampleConfig
     from minigpt.generate import stream
+    from minigpt.runlog import read_metrics
 
     torch.set_num_threads(threads)
     model, tok, _ = load(run, "cpu")
     result = evaluate(model, tok, held_out)
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    metrics = read_metrics(run)
     train_speed = sum(m["chars_per_s"] for m in metrics) / len(metrics)
     cfg = SampleConfig(max_new_tokens=None, max_new_chars=400, seed=1, temperature=0.8,
                        stop_at_eos=False)
@@ -67,7 +60,7 @@ def score(name: str, options: str, run: Path, held_out: str, threads: int) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
+    add_budget_arguments(p)
     p.add_argument("--recipe", default="", help="options added to every candidate; the README's "
                    "table ran with --recipe='--preset adamw' (AdamW, the default optimizer then)")
     args = p.parse_args()

@@ -1,8 +1,8 @@
 """Fault injection: SIGKILL a training run at random moments, resume it each time, and compare the
 result with a run that was never interrupted (same seed, same data, same budget).
 
-    .venv/bin/python bench/fault_injection.py               # 20 kills, 1 thread
-    .venv/bin/python bench/fault_injection.py --kills 5 --data some.txt
+    .venv/bin/python -m bench.robustness.fault_injection               # 20 kills, 1 thread
+    .venv/bin/python -m bench.robustness.fault_injection --kills 5 --data some.txt
 
 A resume succeeds when the restarted process continues from a checkpoint (or from step 0 if the
 kill came before the first one) and training goes on. Because the data order and dropout RNG are
@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from minigpt.checkpoint import latest_state, read_tensors, tensor_digest
 
-from core import TRAIN  # noqa: E402
-from minigpt.checkpoint import latest_state, read_tensors, tensor_digest  # noqa: E402
+from ..core import SRC, TRAIN
 
 MODEL = ["--block-size", "64", "--n-embd", "64", "--num-heads", "4", "--n-layers", "2",
          "--dropout", "0.1", "--batch-size", "16"]
@@ -36,7 +34,7 @@ def command(*args: str) -> list[str]:
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1")
     return subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -62,7 +60,7 @@ def main() -> None:
         tmp = Path(tmp)
         t0 = time.monotonic()
         subprocess.run(command(*common, "--out", str(tmp / "straight")), check=True,
-                       capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+                       capture_output=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
         straight_s = time.monotonic() - t0
         run = tmp / "killed"
         proc = start(command(*common, "--out", str(run)), tmp / "log-0.txt")

@@ -7,7 +7,7 @@ calls) makes glibc keep them. The setting is per process, so the two systems run
 processes that take turns, round by round, on the same step: the default training step (the
 default model shape and batch, bf16 where the CPU has it, Muon) on random ids.
 
-    .venv/bin/python bench/allocator.py --threads 1
+    .venv/bin/python -m bench.speed.allocator --threads 1
 
 Prints ms/step (best round of each worker), minor page faults per step (median round) and each
 worker's peak resident memory. Elsewhere than glibc/Linux `keep_freed_memory()` does nothing and says so.
@@ -16,19 +16,15 @@ worker's peak resident memory. Elsewhere than glibc/Linux `keep_freed_memory()` 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from minigpt import MiniGPT, ModelConfig, TrainConfig
+from minigpt.device import keep_freed_memory
+from minigpt.precision import resolve_precision
+from minigpt.train import make_optimizer
 
-from core import cpu_name  # noqa: E402
-from minigpt import MiniGPT, ModelConfig, TrainConfig  # noqa: E402
-from minigpt.device import keep_freed_memory  # noqa: E402
-from minigpt.precision import resolve_precision  # noqa: E402
-from minigpt.train import make_optimizer  # noqa: E402
-from steps import serve_rounds, take_turns, training_step  # noqa: E402
+from ..core import cpu_name, python_module, serve_rounds, take_turns, training_step
 
 VOCAB = 71
 SYSTEMS = ("glibc defaults", "keep freed memory")
@@ -57,8 +53,8 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         return worker(args.worker, args.threads, args.steps)
-    commands = {name: [sys.executable, __file__, "--worker", name, "--threads", str(args.threads),
-                       "--steps", str(args.steps)] for name in SYSTEMS}
+    commands = {name: python_module(__spec__.name, "--worker", name, "--threads", str(args.threads),
+                                    "--steps", str(args.steps)) for name in SYSTEMS}
     ready, results = take_turns(commands, args.rounds)
     _, precision, batch, block = ready["glibc defaults"]
     print(f"# {cpu_name()} | torch {torch.__version__} | {args.threads} thread(s) | one worker "

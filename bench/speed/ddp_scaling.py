@@ -1,7 +1,7 @@
 """Throughput with 1 process vs N processes (torchrun, DDP, gloo), 1 thread each, same global batch.
 
-    .venv/bin/python bench/ddp_scaling.py                 # 1 vs 2 processes, default model
-    .venv/bin/python bench/ddp_scaling.py --steps 300 --batch-size 64
+    .venv/bin/python -m bench.speed.ddp_scaling                 # 1 vs 2 processes, default model
+    .venv/bin/python -m bench.speed.ddp_scaling --steps 300 --batch-size 64
 
 Both runs train the same number of steps on the same data with the same global batch, so they do
 the same arithmetic; chars/s is (steps x batch x block_size) / training seconds (checkpoints and
@@ -17,11 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from minigpt.checkpoint import latest_state
 
-from core import TRAIN, cpu_name  # noqa: E402
-from minigpt.checkpoint import latest_state  # noqa: E402
+from ..core import SRC, TRAIN, cpu_name
 
 
 def run(nproc: int, out: Path, args) -> float:
@@ -30,7 +28,7 @@ def run(nproc: int, out: Path, args) -> float:
              "--eval-interval", str(args.steps), "--sample-chars", "0"]
     launcher = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                  "--standalone"] if nproc > 1 else [sys.executable])
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     subprocess.run(launcher + train, check=True, capture_output=True, env=env)
     state = latest_state(out)
     return state["step"] * args.batch_size * 128 / state["elapsed_s"]

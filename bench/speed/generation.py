@@ -17,7 +17,7 @@ round counts. Stories never stop at end-of-story, so every run writes exactly --
                   and 16 stories one after another against the same 16 at once (--num-samples 16)
   sampling        plain vs top-k 20 vs top-p 0.9 in the engine
 
-    .venv/bin/python bench/generation.py --threads 1
+    .venv/bin/python -m bench.speed.generation --threads 1
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BEFORE = "2f8ddc4"  # the last commit before the generation engine (#17)
+from ..core import BEFORE, SRC, before_tree, cpu_name, python_module, remove_tree
+
 VOCAB = 71  # the size of the TinyStories character vocabulary
 
 
@@ -51,7 +51,7 @@ def build_model(name: str):
 
 
 def worker(job: dict) -> dict:
-    """Runs inside a fresh process whose sys.path starts with the source tree to measure."""
+    """Runs inside a fresh process that imports minigpt from the source tree to measure."""
     import torch
 
     from minigpt import SampleConfig
@@ -101,22 +101,11 @@ def worker(job: dict) -> dict:
 
 
 def measure(job: dict, src: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src), HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(job["threads"]))
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
-                         text=True, env=env, cwd=src.parent)
+    out = subprocess.run(python_module(__spec__.name, "--worker", json.dumps(job), src=src,
+                                       threads=job["threads"]), capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"worker failed ({job}):\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def before_tree(ref: str, tmp: str) -> Path:
-    """A checkout of `ref` (git worktree) to run the implementation before the engine."""
-    path = Path(tmp) / "before"
-    out = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
-                         capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"cannot check out {ref} for the comparison: {out.stderr.strip()}")
-    return path / "src"
 
 
 def rounds(jobs: dict[str, tuple[dict, Path]], n: int) -> dict[str, dict]:
@@ -234,12 +223,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    sys.path.insert(0, str(ROOT / "bench"))
-    from core import cpu_name
-
     import torch
 
-    here = ROOT / "src"
+    here = SRC
     print(f"# {cpu_name()} | torch {torch.__version__} | {args.threads} thread(s) | {args.chars} new "
           f"characters per story after a 16-character prompt, temperature 0.8 | best of {args.rounds} "
           f"rounds, each system in a fresh process | before = {args.before}")
@@ -256,8 +242,7 @@ def main() -> None:
                 sampling_table({"threads": args.threads, "chars": args.chars}, here, args.rounds)
         finally:
             if before is not None:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(before.parent)], capture_output=True)
+                remove_tree(before)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ temporary directory (the 200 MB one by repeating the TinyStories slice; nothing 
 repository), runs the same `minigpt train` command on each in a fresh process, and reports each
 process's peak resident set size (ru_maxrss), data preparation included.
 
-    .venv/bin/python bench/memory.py                 # 2 MB vs 200 MB, 200 steps, 1 thread
+    .venv/bin/python -m bench.speed.memory                 # 2 MB vs 200 MB, 200 steps, 1 thread
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from core import TRAIN, cpu_name  # noqa: E402
+from ..core import TRAIN, cpu_name
 
 # Runs the command in a child and prints the child's peak RSS in KiB (Linux ru_maxrss unit).
 MEASURE = ("import json, resource, subprocess, sys, time; t = time.time(); "

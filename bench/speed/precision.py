@@ -5,8 +5,8 @@ AdamW) in fp32 and under bf16 autocast, same model, same batch, same thread coun
 Part 2 (quality, --quality-steps N): trains the same model twice from the same seed for N steps,
 fp32 and bf16, and scores both on the same held-out text in fp32.
 
-    .venv/bin/python bench/precision.py --threads 1
-    .venv/bin/python bench/precision.py --threads 1 --quality-steps 1500
+    .venv/bin/python -m bench.speed.precision --threads 1
+    .venv/bin/python -m bench.speed.precision --threads 1 --quality-steps 1500
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from minigpt import ModelConfig, TrainConfig, evaluate, load, train
+from minigpt.model import MiniGPT
+from minigpt.precision import cpu_bf16_features
 
-from core import HELD_OUT, TRAIN, cpu_name  # noqa: E402
-from minigpt import ModelConfig, TrainConfig, evaluate, load, train  # noqa: E402
-from minigpt.model import MiniGPT  # noqa: E402
-from minigpt.precision import cpu_bf16_features  # noqa: E402
-from steps import training_step  # noqa: E402
+from ..core import HELD_OUT, TRAIN, cpu_name, training_step
 
 
 def step_rate(cfg: ModelConfig, batch: int, precision: str, steps: int) -> float:

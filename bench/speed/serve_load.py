@@ -1,8 +1,8 @@
 """Load check for `minigpt serve`: 1, 4, 16 and 64 concurrent clients, against the same server
 limited to one story at a time.
 
-    .venv/bin/python bench/serve_load.py                      # the bundled model, ~6 minutes
-    .venv/bin/python bench/serve_load.py --checkpoint runs/first --clients 1,16
+    .venv/bin/python -m bench.speed.serve_load                      # the bundled model, ~6 minutes
+    .venv/bin/python -m bench.speed.serve_load --checkpoint runs/first --clients 1,16
 
 Two servers, one after the other, on loopback: `--max-batch 16` (the engine writes up to 16
 stories in one batch, the default) and `--max-batch 1 --max-waiting 64` (one story at a time,
@@ -24,12 +24,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from core import cpu_name  # noqa: E402
+from ..core import SRC, cpu_name
 
 
 def free_port() -> int:
@@ -39,7 +35,7 @@ def free_port() -> int:
 
 
 def start_server(checkpoint: str, options: list[str]):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", checkpoint,
                                "--port", str(port), *options],

@@ -5,28 +5,22 @@ data) with 1 thread and with the default thread count (physical cores), first al
 `--load` other processes each keep one core busy (another program on a laptop). Prints training
 characters per second for each.
 
-    .venv/bin/python bench/threads.py
+    .venv/bin/python -m bench.speed.threads
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from minigpt import MiniGPT, ModelConfig
+from minigpt.device import default_threads
+from minigpt.precision import resolve_precision
 
-from core import cpu_name  # noqa: E402
-from minigpt import MiniGPT, ModelConfig  # noqa: E402
-from minigpt.device import default_threads  # noqa: E402
-from minigpt.precision import resolve_precision  # noqa: E402
-from steps import training_step  # noqa: E402
+from ..core import cpu_name, training_step
 
 
 def busy(stop) -> None:

@@ -1,7 +1,7 @@
 """Training step speed at the seed's shape: the naive seed-style model vs ours, side by side.
 
 Shape: 4 layers, n_embd 128, 4 heads, block 128, batch 32 (the seed's recipe). Systems:
-  naive        bench/naive_seed.py: per-head modules, T x T masked attention, post-LN, Adam, fp32
+  naive        bench/speed/naive_seed.py: per-head modules, T x T masked attention, post-LN, Adam, fp32
   ours fp32    minigpt's model: one fused QKV projection, fused attention kernel, AdamW, fp32
   ours auto    the same with `--precision auto` (bf16 autocast on CPUs with bf16 instructions)
   ours muon    `ours auto` with the default optimizer, Muon for the blocks' matrices (optim.py):
@@ -14,28 +14,22 @@ here on a 1024 x 1024 matrix product in fp32 and in bf16 with the same thread co
 per character = 6 x (weights in matrix products) + 12 x layers x block x n_embd (attention),
 the usual count (PaLM, appendix B); causal masking's skipped half is counted as work.
 
-    .venv/bin/python bench/train_speed.py --threads 1
+    .venv/bin/python -m bench.speed.train_speed --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from minigpt import MiniGPT, ModelConfig, TrainConfig
+from minigpt.precision import cpu_bf16_features, resolve_precision
+from minigpt.train import make_optimizer
 
-from core import cpu_name  # noqa: E402
-from minigpt import MiniGPT, ModelConfig, TrainConfig  # noqa: E402
-from minigpt.precision import cpu_bf16_features, resolve_precision  # noqa: E402
-from naive_seed import NaiveGPT  # noqa: E402
-from minigpt.train import make_optimizer  # noqa: E402
-from steps import training_step  # noqa: E402
+from ..core import cpu_name, training_step
+from .naive_seed import NaiveGPT
 
 VOCAB = 71
 

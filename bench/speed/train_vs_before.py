@@ -1,23 +1,20 @@
 """Training step speed of this checkout against the implementation before the generation engine.
 
 The one-forward model (#17) must not slow training down. Both source trees run the same step in
-worker processes that take turns (bench/steps.py), `--rounds` rounds of `--steps` steps each;
+worker processes that take turns (bench/core.py), `--rounds` rounds of `--steps` steps each;
 each system's best round counts. The step is what `minigpt train` runs by default: forward under
 `--precision auto`, backward, the Muon + AdamW optimizer, on random ids.
 
-    .venv/bin/python bench/train_vs_before.py --threads 1
+    .venv/bin/python -m bench.speed.train_vs_before --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from ..core import (BEFORE, SRC, before_tree, cpu_name, python_module, remove_tree, serve_rounds,
+                    take_turns, training_step)
 
 SHAPES = {"default (4 x 128, block 128, batch 16)": dict(n_layers=4, n_embd=128, block_size=128, batch=16),
           "bundled (6 x 192, block 256, batch 16)": dict(n_layers=6, n_embd=192, block_size=256, batch=16,
@@ -30,7 +27,6 @@ def worker(shape: str, steps: int, threads: int) -> None:
     from minigpt import MiniGPT, ModelConfig, TrainConfig
     from minigpt.precision import resolve_precision
     from minigpt.train import make_optimizer
-    from steps import serve_rounds, training_step
 
     torch.set_num_threads(threads)
     spec = dict(SHAPES[shape])
@@ -51,39 +47,30 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--before", default=None, help="git ref (default: as bench/generation.py)")
+    p.add_argument("--before", default=BEFORE, help="git ref of the implementation to compare with")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return
-    import subprocess
-
-    from core import cpu_name
-    from generation import BEFORE, before_tree
-    from steps import take_turns
-
     print(f"# {cpu_name()} | {args.threads} thread(s) | best of {args.rounds} rounds x {args.steps} "
-          f"steps, the two trees taking turns | before = {args.before or BEFORE}")
+          f"steps, the two trees taking turns | before = {args.before}")
     print("| shape | precision | before ms/step | now ms/step | now / before |")
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
-        before = before_tree(args.before or BEFORE, tmp)
+        before = before_tree(args.before, tmp)
         try:
             for shape in SHAPES:
                 commands = {}
-                for name, src in (("before", before), ("now", ROOT / "src")):
-                    env_path = f"{src}{os.pathsep}{ROOT / 'bench'}"
-                    commands[name] = ["env", f"PYTHONPATH={env_path}", f"OMP_NUM_THREADS={args.threads}",
-                                      sys.executable, __file__, "--worker", shape, str(args.steps),
-                                      str(args.threads)]
+                for name, src in (("before", before), ("now", SRC)):
+                    commands[name] = python_module(__spec__.name, "--worker", shape, str(args.steps),
+                                                   str(args.threads), src=src, threads=args.threads)
                 ready, results = take_turns(commands, args.rounds)
                 b, n = (min(r[0] for r in results[k]) for k in ("before", "now"))
                 print(f"| {shape} | {ready['now'][0]} | {b * 1e3:.1f} | {n * 1e3:.1f} | {n / b:.3f}x |",
                       flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before.parent)],
-                           capture_output=True)
+            remove_tree(before)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Held-out bits/char for a fixed CPU budget: which recipe, which tokenizer."""
