@@ -33,7 +33,7 @@ def physical_cores(cpus: list[int] | None = None, sysfs: str | Path = "/sys/devi
     """Physical cores this process may run on: hyper-threads of one core count once.
 
     Two threads on one core share its matrix units, so a second one adds little to training and
-    often slows it (bench/threads.py). Linux: the cores behind the CPUs in our affinity mask;
+    often slows it (bench/speed/threads.py). Linux: the cores behind the CPUs in our affinity mask;
     macOS: sysctl hw.physicalcpu; elsewhere: the logical CPU count. (`cpus` and `sysfs` stand in
     for the affinity mask and Linux's CPU folder in tests.)
     """
@@ -62,7 +62,7 @@ def physical_cores(cpus: list[int] | None = None, sysfs: str | Path = "/sys/devi
 
 
 def default_threads() -> int:
-    """One thread per physical core (see bench/threads.py for 1 vs all threads on a busy box)."""
+    """One thread per physical core (see bench/speed/threads.py for 1 vs all threads on a busy box)."""
     return physical_cores()
 
 
@@ -82,7 +82,7 @@ def keep_freed_memory() -> bool:
     A CPU training step allocates and frees the same few-MB activation tensors every step. By
     default glibc hands blocks this large to the kernel on free (munmap, or trimming the heap),
     so the next step takes them back one 4 KB page fault at a time: 1,000-3,000 faults and 2-8%
-    of a step at the default shape (bench/allocator.py). Fixing the mmap threshold at
+    of a step at the default shape (bench/speed/allocator.py). Fixing the mmap threshold at
     glibc's 32 MB maximum and trimming only beyond 256 MB keeps them in the heap instead; peak
     memory stays within a few MB of what it was, it is just no longer given back between steps.
     Returns whether it applied: only where the C library is glibc (Linux); elsewhere a no-op.

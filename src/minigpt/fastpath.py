@@ -3,7 +3,7 @@ function by torch.fx.
 
 Generation runs the model once per character, on one row per story. There Python's cost of
 calling some 50 small modules and looking up their weights is as large as the arithmetic itself
-(bench/generation.py). torch.fx runs forward() once on symbolic inputs and records every tensor
+(bench/speed/generation.py). torch.fx runs forward() once on symbolic inputs and records every tensor
 operation it performs: the same modules and the same code, written out as a flat list of calls
 (print `decode_step(model).code` to read it). The weights become arguments, bound once to the
 model's own parameters, so training them in place is seen by the traced function too.

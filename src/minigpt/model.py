@@ -96,7 +96,7 @@ class Linear(nn.Linear):
 
     The values, the shape (out, in) and the state_dict are nn.Linear's; only the memory order
     differs. Generation multiplies a few rows at a time, where the cost is reading W, and a CPU
-    reads it ~1.5x faster in this order (bench/generation.py); training's large products do not
+    reads it ~1.5x faster in this order (bench/speed/generation.py); training's large products do not
     mind either order.
     """
 
@@ -182,7 +182,7 @@ class CausalSelfAttention(nn.Module):
     def baddbmm_attention(self, q, k, v, mask, dropout: float) -> torch.Tensor:
         """The explicit formula in three calls: scores = mask + (q k^T) / sqrt(D) in one baddbmm,
         a softmax, and weights @ v. In bf16 on a CPU it is ~4x faster than PyTorch's fused kernel
-        (bench/precision.py)."""
+        (bench/speed/precision.py)."""
         B, H, Tq, D = q.shape
         Tk = k.size(2)
         if mask is None:

@@ -4,7 +4,7 @@ bfloat16 keeps float32's exponent range with fewer mantissa bits, so a model tra
 loss scaling. Under `torch.autocast` the matrix products (and, on a CPU, the attention softmax)
 run in bf16 while LayerNorm, the loss, the weights and the optimizer state stay in fp32. It only
 pays where the hardware multiplies bf16 natively: NVIDIA GPUs from Ampere on, and CPUs with AVX512-BF16 or AMX.
-On such CPUs it helps more the wider the model (bench/precision.py, measured 2026-11-24 on a 2-core
+On such CPUs it helps more the wider the model (bench/speed/precision.py, measured 2026-11-24 on a 2-core
 AMD EPYC with AVX512-BF16, 1 thread, 4 layers, block 128, batch 16):
 
     n_embd      32     64     96    128    192    256
@@ -77,5 +77,5 @@ def autocast(precision: str, device: torch.device):
 def attention_kernel(precision: str, device: torch.device) -> str:
     """The fast attention path's kernel for a model that runs in `precision` on `device`, chosen
     once (MiniGPT.prepare): PyTorch's fused CPU kernel is ~4x slower in bf16 than the same
-    formula as three batched matrix calls (bench/precision.py); elsewhere the fused kernel wins."""
+    formula as three batched matrix calls (bench/speed/precision.py); elsewhere the fused kernel wins."""
     return "baddbmm" if precision == "bf16" and device.type == "cpu" else "sdpa"

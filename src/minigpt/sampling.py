@@ -57,7 +57,7 @@ def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: Generators) 
     """Choose the next token for each row of logits (B, V) -> (B,).
 
     The same distribution as softmax(filter_logits(...)), in fewer operations: this runs once
-    per generated character, so every call counts (bench/generation.py times it).
+    per generated character, so every call counts (bench/speed/generation.py times it).
     """
     if cfg.greedy or cfg.temperature == 0:
         return logits.argmax(dim=-1)

@@ -199,7 +199,7 @@ def release_pages(ids: np.ndarray) -> None:
     counts as this process's resident memory until it is unmapped: a long run over a 200 MB corpus
     would slowly "use" 200 MB. The pages stay in the operating system's file cache, so reading them
     again costs a page-table update, not a disk read. Called every few steps, this keeps resident
-    memory independent of the corpus size (bench/memory.py). A no-op for in-memory arrays and where
+    memory independent of the corpus size (bench/speed/memory.py). A no-op for in-memory arrays and where
     madvise is missing (Windows).
     """
     mapping = getattr(ids, "_mmap", None)
