@@ -1,0 +1,30 @@
+"""Every benchmark script still starts: it imports (its helpers and the package API it uses still
+exist) and its --help describes its options. The measurements themselves are for bench/, not
+for tests."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
+                 for p in (ROOT / "bench").rglob("*.py")
+                 if p.name != "__init__.py" and "__main__" in p.read_text(encoding="utf-8"))
+
+
+def test_the_bench_package_has_its_groups():
+    groups = {name.split(".")[1] for name in SCRIPTS}
+    assert {"speed", "quality", "robustness"} <= groups
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_each_bench_script_starts_and_explains_its_options(module, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module(module, run_name="__main__", alter_sys=False)
+    assert exit_.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out
