@@ -5,8 +5,7 @@ import torch
 
 from minigpt import ModelConfig, TrainConfig
 from minigpt.model import MiniGPT
-from minigpt.optim import Muon, orthogonalize
-from minigpt.train import make_optimizer
+from minigpt.optim import Muon, make_optimizer, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(48, 48), (32, 96), (96, 32)])

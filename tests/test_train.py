@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
-from minigpt.checkpoint import latest_state
+from minigpt.checkpoint import latest_state, read_tensors
 from minigpt.config import load_toml, parse_duration
 from minigpt.evaluate import evaluate_ids
-from minigpt.rundir import saved_train_config
-from minigpt.train import DEFAULT_STEPS, Budget, learning_rate
+from minigpt.optim import learning_rate
+from minigpt.train import DEFAULT_STEPS, Budget
 
 QUIET = dict(log=lambda *a: None)
 
@@ -76,7 +76,9 @@ def test_runs_from_before_the_optimizer_option_resume_with_adamw(tmp_path, story
     (run / "config.json").write_text(json.dumps(config))
     train(None, cfg(story_file, max_steps=20), run, resume=True, **QUIET)  # AdamW state loads
     assert latest_state(run)["step"] == 20
-    assert saved_train_config(run).optimizer == "adamw"
+    # It went on with AdamW: no Muon momentum in the optimizer state it saved at step 20.
+    state = read_tensors(run / "checkpoints/step-00000020/train_state.safetensors")
+    assert "optimizer.0.exp_avg" in state and not any(k.endswith(".momentum") for k in state)
 
 
 def test_same_seed_same_run_different_seed_different_run(tmp_path, story_file):

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .checkpoint import tensor_digest
+from .errors import UserError
+
 
 @dataclass
 class Dist:
@@ -66,6 +69,47 @@ def setup(device_type: str) -> Dist:
 def teardown(d: Dist) -> None:
     if d.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def this_process(d: Dist, device: torch.device, batch_size: int, grad_accum: int, log):
+    """This process's device and log function: under torchrun each rank takes its own GPU and
+    only rank 0 speaks. First the global batch must share out evenly over ranks and micro-batches."""
+    if batch_size % (d.world_size * grad_accum):
+        raise UserError(f"batch_size {batch_size} must be divisible by processes "
+                        f"({d.world_size}) x grad_accum ({grad_accum})")
+    if not d.enabled:
+        return device, log
+    if d.is_main:
+        micro = batch_size // (d.world_size * grad_accum)
+        log(f"distributed: {d.world_size} processes, global batch {batch_size} = "
+            f"{d.world_size} x {grad_accum} micro-batches of {micro}")
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+    return device, (log if d.is_main else _quiet)
+
+
+def _quiet(*_args) -> None:
+    pass
+
+
+def share_of_batch(d: Dist, batch_size: int) -> slice:
+    """This rank's rows of the global batch: rank r takes the r-th of world_size equal parts, so
+    together the ranks train on exactly the batch one process would."""
+    per_rank = batch_size // d.world_size
+    return slice(d.rank * per_rank, (d.rank + 1) * per_rank)
+
+
+def check_replicas_agree(d: Dist, model: torch.nn.Module, step: int, log) -> None:
+    """Every rank must hold the same weights: DDP gave them the same averaged gradients. A digest
+    per rank catches the silent drift (a rank that skipped a step, a nondeterministic kernel)
+    that would otherwise only show as a worse model."""
+    if not d.enabled:
+        return
+    digests = gather_objects(d, tensor_digest(model.state_dict()))
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"ranks hold different weights at step {step}: {digests}")
+    if d.is_main:
+        log(f"step {step}: all {d.world_size} ranks hold identical weights")
 
 
 def all_agree(d: Dist, ok: bool) -> bool:

@@ -13,12 +13,17 @@ head, biases and LayerNorm gains are not "matrices acting on a vector" in the sa
 with AdamW, in the same optimizer object, so one state_dict checkpoints both. The orthogonal
 step is rescaled to the size of a typical AdamW step (0.2 * sqrt(max(m, n)), after Moonshot AI's
 "Muon is Scalable for LLM Training", 2025), so --learning-rate and --weight-decay mean the same
-for both optimizers.
+for both optimizers. `make_optimizer` sorts a model's parameters into those groups;
+`learning_rate` is the schedule both follow.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .config import TrainConfig
 
 # Coefficients of the quintic x -> a x + b x^3 + c x^5 that pushes every singular value in
 # (0, 1] towards ~1 in five steps (from Keller Jordan's Muon write-up).
@@ -117,3 +122,37 @@ class Muon(torch.optim.Optimizer):
             v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             denom = (v / (1 - beta2 ** t)).sqrt_().add_(eps)
             p.mul_(1 - lr * wd).addcdiv_(m, denom, value=-lr / (1 - beta1 ** t))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or Muon for the blocks' matrices) with weight decay on Linear weights only:
+    decaying biases, LayerNorm gains or embeddings pulls them towards zero for no benefit."""
+    hidden, decay, no_decay = [], [], []
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            is_matrix = isinstance(module, torch.nn.Linear) and name == "weight"
+            if is_matrix and module_name.startswith("blocks.") and cfg.optimizer == "muon":
+                hidden.append(param)
+            else:
+                (decay if is_matrix else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    groups.append({"params": hidden, "weight_decay": cfg.weight_decay, "muon": True})
+    # Newton-Schulz in bf16 where the model trains in bf16 (the CPU has fast bf16 products).
+    ns_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    return Muon(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                momentum=cfg.muon_momentum, ns_dtype=ns_dtype)
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warmup over warmup_steps, then cosine from the peak down to min_lr_ratio * peak.
+
+    `progress` (0..1) is how much of the budget is used: steps, epochs or wall-clock time.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    low = cfg.learning_rate * cfg.min_lr_ratio
+    return low + (cfg.learning_rate - low) * cosine

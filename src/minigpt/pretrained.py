@@ -21,7 +21,6 @@ So one loader serves all four kinds of source `from_pretrained` accepts:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -36,6 +35,7 @@ from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model
                          write_json, write_tensors)
 from .errors import UserError
 from .model import MiniGPT
+from .runlog import METRICS, read_metrics
 from .tokenizer import Tokenizer, load_tokenizer
 
 BUNDLED = "bundled"
@@ -144,9 +144,8 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
 def run_summary(run: Path) -> dict:
     """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
     summary = {}
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    if (run / METRICS).exists():
+        lines = read_metrics(run)
         if lines:
             last = lines[-1]
             train_bpc = last.get("train_bpc", last["train_nats"] / math.log(2))  # older runs: char only

@@ -3,24 +3,29 @@
 A new run refuses a directory that already holds one, checks it can write there and that the disk
 can hold its checkpoints, prepares the data, and if anything fails before the first step removes
 what it created. A resumed run takes its settings from config.json (only the budget-like options
-in RESUMABLE may change) and forgets log lines from steps a crash lost, since they are replayed.
+in RESUMABLE may change), and continues from its newest good checkpoint, forgetting the log lines
+of steps a crash lost, since they are trained again. Under torchrun rank 0 prepares a new run
+while the others wait (open_run).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
+import math
 import shutil
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG, check_run_dir, read_json, save_run_config
+from .checkpoint import (CONFIG, TOKENIZER, check_run_dir, checkpoint_dirs, load_train_state, read_json,
+                         save_run_config)
 from .config import ModelConfig, TrainConfig, from_dict
-from .data import Splits, check_length, prepare_data
+from .data import Splits, check_length, load_splits, prepare_data
+from .distributed import Dist, all_agree
 from .errors import UserError
 from .model import MiniGPT
+from .runlog import forget_after
+from .tokenizer import load_tokenizer
 
 # Options that may change when a run is resumed; everything else comes from the run.
 RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
@@ -42,8 +47,8 @@ def start_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, log) -> S
         except OSError as exc:
             raise UserError(f"cannot write to run directory {out_dir}: {exc.strerror}") from None
         splits = prepare_data(cfg, out_dir / "data", log)
-        splits.tokenizer.save(out_dir / "tokenizer.json")
-        model_cfg.vocab_size = splits.tokenizer.vocab_size
+        splits.tokenizer.save(out_dir / TOKENIZER)
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=splits.tokenizer.vocab_size)
         check_length(splits.train, model_cfg.block_size, "training")
         check_length(splits.val, model_cfg.block_size, "held-out")
         check_disk_space(out_dir, model_cfg, cfg)
@@ -53,6 +58,48 @@ def start_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, log) -> S
         _discard_new_run(out_dir, created)
         raise
     return splits
+
+
+def open_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool, log,
+             d: Dist) -> Splits:
+    """The run's data. A new run: rank 0 creates it (start_run) while the others wait, then they
+    open what it wrote. A resumed run: every rank opens the data already there."""
+    if resume:
+        if d.is_main:
+            check_disk_space(out_dir, model_cfg, cfg)
+        return load_splits(out_dir / "data", load_tokenizer(out_dir / TOKENIZER))
+    splits, error = None, None
+    if d.is_main:
+        try:
+            splits = start_run(out_dir, model_cfg, cfg, log)
+        except BaseException as exc:
+            error = exc
+    if not all_agree(d, error is None):
+        if error is not None:
+            raise error
+        raise UserError("rank 0 could not start the run (see its message)")
+    if splits is None:
+        splits = load_splits(out_dir / "data", load_tokenizer(out_dir / TOKENIZER))
+    return splits
+
+
+def restore_checkpoint(out_dir: Path, model: MiniGPT, optimizer: torch.optim.Optimizer,
+                       batch_rng: torch.Generator, log, d: Dist) -> dict:
+    """Load the newest good checkpoint into the model, the optimizer and the random generators,
+    and forget what was logged after its step. Returns its state (step, elapsed_s, best_val_nats)."""
+    if not checkpoint_dirs(out_dir):
+        # Stopped before its first checkpoint: start again from step 0 with the same seed,
+        # which is exactly what the uninterrupted run did.
+        log("no checkpoint yet: starting the run again from step 0")
+        if d.is_main:
+            forget_after(out_dir, 0)
+        return {"step": 0, "elapsed_s": 0.0, "best_val_nats": math.inf}
+    state, rng = load_train_state(out_dir, model, optimizer, log)
+    torch.set_rng_state(rng.get(f"torch.{d.rank}", rng.get("torch")))  # this rank's dropout
+    batch_rng.set_state(rng["batches"])
+    if d.is_main:
+        forget_after(out_dir, state["step"])  # log lines from steps the crash lost are replayed
+    return state
 
 
 def check_disk_space(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
@@ -76,7 +123,7 @@ def _discard_new_run(out_dir: Path, created: bool) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
         return
     shutil.rmtree(out_dir / "data", ignore_errors=True)
-    for name in (CONFIG, "tokenizer.json"):
+    for name in (CONFIG, TOKENIZER):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -96,29 +143,3 @@ def resume_configs(run_dir: Path, overrides: TrainConfig | None) -> tuple[ModelC
     if overrides is not None:
         cfg = dataclasses.replace(cfg, **{k: getattr(overrides, k) for k in RESUMABLE})
     return model_cfg, cfg
-
-
-def forget_after(out_dir: Path, step: int) -> None:
-    """Drop metrics and samples logged after `step` (they will be logged again)."""
-    metrics = out_dir / "metrics.jsonl"
-    if metrics.exists():
-        kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
-                if line.strip() and _step_of(line) <= step]
-        metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    samples = out_dir / "samples.txt"
-    if samples.exists():
-        kept, keeping = [], True
-        for line in samples.read_text(encoding="utf-8").splitlines(keepends=True):
-            header = re.fullmatch(r"--- step (\d+)\s*", line)
-            if header:
-                keeping = int(header.group(1)) <= step
-            if keeping:
-                kept.append(line)
-        samples.write_text("".join(kept), encoding="utf-8")
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62  # a torn last line from a crash: drop it

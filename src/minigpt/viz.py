@@ -6,13 +6,13 @@ package starts fast and works without it.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
+from .runlog import METRICS, read_metrics
 
 
 def _pyplot():
@@ -61,16 +61,12 @@ def plot_attention(maps: torch.Tensor, labels: list[str], out: str | Path,
     return _save(fig, plt, out)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+def _logged_steps(run_dir: str | Path) -> list[dict]:
+    """A run's metrics records, or a UserError saying why there are none to draw."""
+    path = Path(run_dir) / METRICS
     if not path.exists():
         raise UserError(f"{path} is missing: is {run_dir} a training run directory?")
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a crash
+    rows = read_metrics(run_dir)
     if not rows:
         raise UserError(f"{path} has no logged steps yet")
     return rows
@@ -83,7 +79,7 @@ def plot_loss(run_dirs: list[str | Path], out: str | Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, run in enumerate(run_dirs):
-        rows = read_metrics(run)
+        rows = _logged_steps(run)
         color = colors[index % len(colors)]
         name = Path(run).name
         for ax, x_key, x_label in ((axes[0], "step", "step"), (axes[1], "elapsed_s", "seconds trained")):
@@ -103,6 +99,15 @@ def plot_loss(run_dirs: list[str | Path], out: str | Path) -> Path:
     fig.suptitle("loss curves (lower is better)")
     fig.tight_layout()
     return _save(fig, plt, out)
+
+
+def draw_run_loss(run_dir: Path, log) -> None:
+    """loss.png in a run directory when training ends; without matplotlib, only say so (the run
+    itself is fine)."""
+    try:
+        log(f"loss curves: {plot_loss([run_dir], run_dir / 'loss.png')}")
+    except UserError as exc:
+        log(f"no loss.png: {exc}")
 
 
 def _save(fig, plt, out: str | Path) -> Path:
