@@ -20,10 +20,10 @@ from minigpt.cli import main  # noqa: E402
 if __name__ == "__main__":
     raise SystemExit(main(["generate", *sys.argv[1:]]))
 
-from minigpt.pretrained import default_checkpoint, from_pretrained  # noqa: E402
+from minigpt.pretrained import load, resolve  # noqa: E402
 
-checkpoint = default_checkpoint()
-model, tokenizer, config = from_pretrained(checkpoint)
+checkpoint = resolve()  # the newest run under ./runs, or the bundled model
+model, tokenizer, config = load(checkpoint, "cpu")
 encoder = tokenizer.encode
 decoder = tokenizer.decode
 

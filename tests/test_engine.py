@@ -115,6 +115,13 @@ def test_bad_settings_are_refused_before_a_stream_joins(tiny_run):
     assert engine.idle
 
 
+def test_a_stream_keeps_its_prompt_as_the_model_reads_it(tiny_run):
+    model, tok, _ = load(tiny_run, device="cpu")
+    s = Engine(model, tok).stream("\u201cI like\u00a0", SampleConfig())  # typographic quote, odd space
+    assert s.prompt == '"I like ' and s.seq == [tok.eos_id] + tok.encode('"I like ')
+    assert generate(model, tok, "\u201cI like", max_new_tokens=3, seed=1).startswith('"I like')
+
+
 def test_the_waiting_queue_is_bounded_and_a_cancelled_stream_frees_its_row():
     model = small_model()
     engine = Engine(model, max_batch=1, max_waiting=1)

@@ -8,6 +8,7 @@ from matplotlib.image import imread
 
 from minigpt import SampleConfig, UserError, load
 from minigpt.cli import main
+from minigpt.evaluate import eval_mode
 from minigpt.introspect import attention_maps, next_char_probabilities, summary
 
 
@@ -91,3 +92,17 @@ def test_next_command_prints_a_table_and_json(tiny_run, capsys):
     assert "top-p 0.5" in capsys.readouterr().out
     with pytest.raises(UserError, match="top_p"):
         next_char_probabilities(*load(tiny_run, "cpu")[:2], "Once", SampleConfig(top_p=0))
+
+
+def test_looking_inside_leaves_a_training_model_in_training_mode(tiny_run):
+    model, tok, _ = load(tiny_run, "cpu")
+    model.train()
+    attention_maps(model, tok, "Tom had a kite")
+    next_char_probabilities(model, tok, "Once upon a ti")
+    summary(model)
+    assert model.training
+    with pytest.raises(RuntimeError, match="inside"):  # put back even when the block fails
+        with eval_mode(model):
+            assert not model.training and not model.blocks[0].training
+            raise RuntimeError("inside")
+    assert model.training and model.blocks[0].training

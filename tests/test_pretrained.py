@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import UserError, evaluate, from_pretrained, generate, load, save_pretrained
+from minigpt import UserError, evaluate, from_pretrained, generate, load, pretrained, save_pretrained
 from minigpt.pretrained import BUNDLED_DIR, resolve
 from minigpt.report import story_measures
 
@@ -70,6 +70,17 @@ def test_bundled_model_scores_well_on_stories_it_never_saw(offline, tmp_path):
     result = evaluate(model, tok, str(held))
     assert result["chars"] > 1000 and result["skipped_chars"] == 0
     assert result["bits_per_char"] < 1.2, result  # measured 0.85; an untrained model scores ~6.2
+
+
+def test_load_without_a_spec_takes_the_newest_run_else_the_bundled_model(tiny_run, tmp_path,
+                                                                          monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert resolve() == BUNDLED_DIR and "bundled story model" in capsys.readouterr().err
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny").symlink_to(tiny_run, target_is_directory=True)
+    model, _, config = pretrained.load(device="cpu")
+    assert resolve() == Path("runs/tiny") and model.config.n_embd == 32
+    assert config == from_pretrained(tiny_run)[2] and not model.training
 
 
 def test_hub_id_fails_fast_and_clearly_offline(monkeypatch):

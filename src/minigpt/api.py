@@ -9,20 +9,20 @@ import torch
 
 from .config import SampleConfig
 from .data import iter_stories
-from .device import pick_device
 from .errors import UserError
 from .evaluate import encode_for_eval, evaluate_ids, per_char
 from .generate import generate_batch as _generate_batch
 from .generate import generate_text
 from .model import MiniGPT
-from .pretrained import from_pretrained
+from .pretrained import load as _load
 from .tokenizer import Tokenizer
 
 
 def load(source: str | Path | None = "bundled", device: str = "auto") -> tuple[MiniGPT, Tokenizer, dict]:
     """(model in eval mode, tokenizer, config.json) from a run directory, a model directory,
-    'bundled' (the model shipped in the package) or a Hub repository id."""
-    return from_pretrained(source, pick_device(device))
+    'bundled' (the model shipped in the package) or a Hub repository id; None: the newest run
+    under ./runs. The loader is `minigpt.pretrained.load`."""
+    return _load(source, device)
 
 
 def generate(model: MiniGPT, tokenizer: Tokenizer, prompt: str = "", **options) -> str:

@@ -44,13 +44,21 @@ from .sampling import make_generator, sample_next
 from .tokenizer import Tokenizer
 
 
-def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """End-of-story then the prompt: the model sees 'a new story starts here, like this'.
+def prompt_text(prompt: str) -> str:
+    """The prompt as the model reads it: typographic punctuation mapped to ASCII like the training
+    text (data/clean.py), its spacing kept. A stream keeps this as `Stream.prompt`."""
+    return normalise_characters(prompt)
 
-    Typographic punctuation in the prompt is mapped to ASCII like the training text; a character
-    the vocabulary still lacks is an error that names it (UserError).
-    """
-    return [tokenizer.eos_id] + tokenizer.encode(normalise_characters(prompt))
+
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """End-of-story then the prompt (through `prompt_text`): the model sees 'a new story starts
+    here, like this'. A character the vocabulary lacks is an error that names it (UserError)."""
+    return _encode(tokenizer, prompt_text(prompt))
+
+
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    """End-of-story then `text`, which has been through `prompt_text` already."""
+    return [tokenizer.eos_id] + tokenizer.encode(text)
 
 
 def held_back_space(tokenizer: Tokenizer, prompt: str) -> tuple[str, torch.Tensor | None]:
@@ -68,15 +76,18 @@ class Stream:
     """One story in the engine.
 
     `seq` is the whole story so far (prompt included) as token ids; the model sees the window
-    seq[start:], of which seq[start:fed] is already in the stream's cache row. `tokens` and
-    `pieces` are what it wrote (ids, and their text when the engine has a tokenizer). `finished`
+    seq[start:], of which seq[start:fed] is already in the stream's cache row. `prompt` is the
+    prompt's text as the model reads it (`prompt_text`; '' for a stream made from ids). `tokens`
+    and `pieces` are what it wrote (ids, and their text when the engine has a tokenizer). `finished`
     becomes "length", "end of story" or "cancelled". `notify(kind, value)`, if set, is called by
     the engine's thread with ("admitted", None), ("piece", text) and ("done", reason).
     """
 
     def __init__(self, ids: list[int], cfg: SampleConfig, generator: torch.Generator,
-                 eos_id: int | None = None, first_allowed: torch.Tensor | None = None, held: str = ""):
+                 eos_id: int | None = None, first_allowed: torch.Tensor | None = None, held: str = "",
+                 prompt: str = ""):
         self.seq = list(ids)
+        self.prompt = prompt
         self.cfg = cfg
         self.generator = generator
         self.eos_id = eos_id
@@ -144,12 +155,12 @@ class Engine:
             raise ValueError("this engine has no tokenizer: make streams with Stream(ids, ...)")
         cfg = cfg or SampleConfig()
         cfg.validate()
-        prompt = normalise_characters(prompt)
-        held, first_allowed = held_back_space(self.tokenizer, prompt)
-        ids = prompt_ids(self.tokenizer, prompt[: len(prompt) - len(held)])
+        text = prompt_text(prompt)
+        held, first_allowed = held_back_space(self.tokenizer, text)
+        ids = _encode(self.tokenizer, text[: len(text) - len(held)])
         seed = cfg.seed if seed is None else seed
         return Stream(ids, cfg, make_generator(seed, self.device), self.tokenizer.eos_id,
-                      first_allowed, held)
+                      first_allowed, held, text)
 
     def add(self, stream: Stream) -> Stream:
         """Queue a stream; it joins the batch at the next step with a free row. Raises `Full`

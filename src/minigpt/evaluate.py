@@ -14,11 +14,16 @@ stands for every rare word at once, so its bits/char is flattered by the share o
 `evaluate_ids` scores every character exactly once with as much context as the model allows:
 windows of block_size overlap by half, and each window scores only the characters the previous
 one did not (the first window scores all of its own).
+
+Everything that runs a model without training it (evaluation, generation, the look-inside views)
+does so inside `eval_mode(model)`: dropout off, and the model's own mode put back afterwards.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -27,6 +32,18 @@ import torch.nn.functional as F
 from .data import clean_text, get_batch
 from .model import MiniGPT
 from .tokenizer import Tokenizer
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a block with the model in eval mode (no dropout), then put back the mode it had, even
+    when the block raises: a model in the middle of training stays in training mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def loss_summary(total_nats: float, count: int) -> dict:
@@ -51,22 +68,20 @@ def evaluate_ids(model: MiniGPT, ids, batch_size: int = 32, stride: int | None =
         windows.append((start, length, scored_upto - start))
         scored_upto = start + length
         start = min(start + stride, max(0, n - block)) if start + length < n else n
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for i in range(0, len(windows), batch_size):
-        group = windows[i : i + batch_size]
-        for length in sorted({w[1] for w in group}):  # same length -> one batch
-            same = [w for w in group if w[1] == length]
-            x = torch.stack([ids[s : s + length] for s, _, _ in same]).to(device)
-            y = torch.stack([ids[s + 1 : s + length + 1] for s, _, _ in same]).to(device)
-            logits, _, _ = model(x)
-            nll = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
-            for row, (_, _, first) in enumerate(same):
-                total += nll[row, first:].sum().item()
-                count += length - first
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(windows), batch_size):
+            group = windows[i : i + batch_size]
+            for length in sorted({w[1] for w in group}):  # same length -> one batch
+                same = [w for w in group if w[1] == length]
+                x = torch.stack([ids[s : s + length] for s, _, _ in same]).to(device)
+                y = torch.stack([ids[s + 1 : s + length + 1] for s, _, _ in same]).to(device)
+                logits, _, _ = model(x)
+                nll = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+                for row, (_, _, first) in enumerate(same):
+                    total += nll[row, first:].sum().item()
+                    count += length - first
     return dict(loss_summary(total, count), total_nats=total, tokens=count)
 
 
@@ -103,14 +118,12 @@ def estimate_loss(model: MiniGPT, ids: np.ndarray, batches: int, batch_size: int
                   seed: int = 0) -> float:
     """Mean loss on `batches` random windows; the same windows every call (fixed seed), so values
     logged during training are comparable. Cheaper than evaluate_ids; used while training."""
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     losses = []
-    for _ in range(batches):
-        x, y = get_batch(ids, batch_size, model.config.block_size, generator, device)
-        _, loss, _ = model(x, y)
-        losses.append(loss.item())
-    model.train(was_training)
+    with eval_mode(model):
+        for _ in range(batches):
+            x, y = get_batch(ids, batch_size, model.config.block_size, generator, device)
+            _, loss, _ = model(x, y)
+            losses.append(loss.item())
     return float(np.mean(losses))

@@ -19,14 +19,14 @@ from collections.abc import Iterator
 import torch
 
 from .config import SampleConfig
-from .data import normalise_characters
-from .engine import Engine, Stream, held_back_space, prompt_ids, run_streams
+from .engine import Engine, Stream, held_back_space, prompt_ids, prompt_text, run_streams
+from .evaluate import eval_mode
 from .model import MiniGPT
 from .sampling import filter_logits, make_generator, sample_next
 from .tokenizer import Tokenizer
 
 __all__ = ["filter_logits", "generate_batch", "generate_ids", "generate_text", "held_back_space",
-           "make_generator", "prompt_ids", "sample_next", "stream"]
+           "make_generator", "prompt_ids", "prompt_text", "sample_next", "stream"]
 
 
 def _options(cfg: SampleConfig | None, options: dict) -> SampleConfig:
@@ -37,15 +37,11 @@ def _options(cfg: SampleConfig | None, options: dict) -> SampleConfig:
     return cfg
 
 
-def _one(engine: Engine, s: Stream, was_training: bool) -> Iterator[Stream]:
-    """Run a one-stream engine, yielding after every step; then put the model back in training
-    mode if it was (the engine runs it in eval mode)."""
+def _steps(engine: Engine, s: Stream) -> Iterator[Stream]:
+    """Run a one-stream engine, yielding the stream after every step."""
     engine.add(s)
-    try:
-        while engine.step():
-            yield s
-    finally:
-        engine.model.train(was_training)
+    while engine.step():
+        yield s
 
 
 def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int | None = None,
@@ -55,12 +51,13 @@ def generate_ids(model: MiniGPT, ids: list[int], cfg: SampleConfig, eos_id: int 
 
     `first_allowed` (a bool mask over the vocabulary) limits the first token to those it marks.
     """
-    device, was_training = next(model.parameters()).device, model.training
-    s = Stream(ids, cfg, generator or make_generator(cfg.seed, device), eos_id, first_allowed)
-    seen = 0
-    for s in _one(Engine(model, max_batch=1, use_cache=cfg.use_cache), s, was_training):
-        yield from s.tokens[seen:]
-        seen = len(s.tokens)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        s = Stream(ids, cfg, generator or make_generator(cfg.seed, device), eos_id, first_allowed)
+        seen = 0
+        for s in _steps(Engine(model, max_batch=1, use_cache=cfg.use_cache), s):
+            yield from s.tokens[seen:]
+            seen = len(s.tokens)
 
 
 def stream(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig,
@@ -71,25 +68,21 @@ def stream(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig,
     token's text if it runs over. A trailing space of the prompt is held back for subword and
     word tokenizers (engine.py) and not repeated in the story.
     """
-    was_training = model.training
-    engine = Engine(model, tokenizer, max_batch=1, use_cache=cfg.use_cache)
-    try:
+    with eval_mode(model):
+        engine = Engine(model, tokenizer, max_batch=1, use_cache=cfg.use_cache)
         s = engine.stream(prompt, cfg)  # a bad prompt or setting is a UserError here
-    except BaseException:
-        model.train(was_training)
-        raise
-    if generator is not None:
-        s.generator = generator
-    seen = 0
-    for s in _one(engine, s, was_training):
-        yield from s.pieces[seen:]
-        seen = len(s.pieces)
+        if generator is not None:
+            s.generator = generator
+        seen = 0
+        for s in _steps(engine, s):
+            yield from s.pieces[seen:]
+            seen = len(s.pieces)
 
 
 def generate_text(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
                   cfg: SampleConfig | None = None, **options) -> str:
     """Prompt + continuation as one string. `options` override fields of `cfg`."""
-    return normalise_characters(prompt) + "".join(stream(model, tokenizer, prompt, _options(cfg, options)))
+    return generate_batch(model, tokenizer, [prompt], cfg, **options)[0]
 
 
 def generate_batch(model: MiniGPT, tokenizer: Tokenizer, prompts: list[str],
@@ -105,11 +98,8 @@ def generate_batch(model: MiniGPT, tokenizer: Tokenizer, prompts: list[str],
         seeds = [None if cfg.seed is None else cfg.seed + i for i in range(len(prompts))]
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-    was_training = model.training
-    try:
+    with eval_mode(model):
         engine = Engine(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))),
                         use_cache=cfg.use_cache)
         streams = run_streams(engine, [engine.stream(p, cfg, seed) for p, seed in zip(prompts, seeds)])
-    finally:
-        model.train(was_training)
-    return [normalise_characters(p) + s.text for p, s in zip(prompts, streams)]
+    return [s.prompt + s.text for s in streams]

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from .config import SampleConfig
 from .engine import prompt_ids
-from .sampling import filter_logits
+from .evaluate import eval_mode
 from .model import MiniGPT
+from .sampling import filter_logits
 from .tokenizer import Tokenizer
 
 
@@ -27,12 +28,8 @@ def attention_maps(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> tuple[t
     after the end-of-story symbol that starts every story (shown as '<eos>').
     """
     ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
-    was_training = model.training
-    model.eval()
-    try:  # need_weights runs the explicit attention, the one that keeps its weights
+    with eval_mode(model):  # need_weights runs the explicit attention, the one that keeps its weights
         _, _, weights = model(torch.tensor([ids], device=next(model.parameters()).device), need_weights=True)
-    finally:
-        model.train(was_training)
     maps = weights[:, 0].float().cpu()
     labels = ["<eos>" if i == tokenizer.eos_id else tokenizer.piece(i) for i in ids]
     return maps, labels
@@ -60,15 +57,12 @@ def summary(model: MiniGPT, batch: int = 1, length: int | None = None) -> list[S
             first = output[0] if isinstance(output, tuple) else output
             shapes[name] = tuple(first.shape) if torch.is_tensor(first) else ()
         hooks.append(module.register_forward_hook(record))
-    was_training = model.training
-    model.eval()
     try:
-        device = next(model.parameters()).device
-        model(torch.zeros(batch, length, dtype=torch.long, device=device))
+        with eval_mode(model):
+            model(torch.zeros(batch, length, dtype=torch.long, device=next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     stages = []
     for name, module in model.named_modules():
         own = sum(p.numel() for p in module.parameters(recurse=False))
@@ -127,10 +121,8 @@ def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
     cfg = cfg or SampleConfig()
     cfg.validate()
     ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
-    was_training = model.training
-    model.eval()
-    logits, _, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
-    model.train(was_training)
+    with eval_mode(model):
+        logits, _, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
     last = logits[0, -1].float().cpu()
     raw = F.softmax(last, dim=-1)
     if cfg.greedy or cfg.temperature == 0:

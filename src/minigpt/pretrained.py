@@ -1,4 +1,4 @@
-"""Hub-style models: `save_pretrained` / `from_pretrained`, the bundled model, and the Hub.
+"""Loading a model, and Hub-style models: `load`, `save_pretrained`, the bundled model, the Hub.
 
 A model directory holds exactly what the HuggingFace Hub layout expects, and what every run
 directory already has at its top level:
@@ -9,18 +9,22 @@ directory already has at its top level:
     words.txt            optional: the words of the training text, for `minigpt report`
     README.md            optional: the model card
 
-So one loader serves all four kinds of source `from_pretrained` accepts:
+So one loader, `load(spec)`, serves every kind of checkpoint spec: the CLI's --checkpoint, the
+API's `minigpt.load` and `from_pretrained`, the web server, `minigpt report` and the seed's
+generate.py all go through it. `resolve(spec)` finds the directory a spec names:
 
 - a run directory made by `minigpt train` (runs/first),
 - a directory written by `save_pretrained` / `minigpt export`,
 - `bundled`: the small story model shipped inside the package (minigpt/models/, MODEL_CARD.md),
 - a Hub repository id (`owner/name`, or `hf://owner/name`), downloaded with `huggingface_hub`
   into its usual cache. Offline this fails within about two seconds with a message that says so
-  (HF_HUB_OFFLINE=1: at once), unless the repository is already in the cache.
+  (HF_HUB_OFFLINE=1: at once), unless the repository is already in the cache,
+- None: the newest run under ./runs, or the bundled model when there is none.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -33,48 +37,56 @@ import torch
 
 from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json,
                          write_json, write_tensors)
+from .device import pick_device
 from .errors import UserError
 from .model import MiniGPT
-from .runlog import METRICS, read_metrics
-from .tokenizer import Tokenizer, load_tokenizer
+from .tokenizer import WORD, Tokenizer, load_tokenizer
 
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "tinystories-char"
 WORDS = "words.txt"
 _HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[\w.-]+)$")
-_WORD = re.compile(r"[A-Za-z]+")
+
+
+def load(spec: str | Path | None = None, device: torch.device | str = "auto"
+         ) -> tuple[MiniGPT, Tokenizer, dict]:
+    """(model in eval mode on `device`, tokenizer, config.json) for a checkpoint spec (see the
+    module docstring). 'auto' takes the fastest device present (device.py)."""
+    return load_model(resolve(spec), pick_device(str(device)))
 
 
 def from_pretrained(source: str | Path | None = None, device: torch.device | str = "cpu"
                     ) -> tuple[MiniGPT, Tokenizer, dict]:
-    """(model in eval mode, tokenizer, config) from a local directory, `bundled` or a Hub id."""
-    return load_model(resolve(source), device)
+    """`load` with the Hub-style defaults: no source is the bundled model, on the CPU."""
+    return load(BUNDLED if source is None else source, device)
 
 
-def resolve(source: str | Path | None) -> Path:
-    """The local directory a source names; None and 'bundled' are the bundled model."""
-    if source is None or str(source) == BUNDLED:
+def resolve(spec: str | Path | None = None) -> Path:
+    """The local directory a checkpoint spec names (see the module docstring)."""
+    if spec is None:
+        try:
+            return find_latest_run("runs")
+        except UserError:
+            print("no trained run under ./runs: using the bundled story model (train your own with "
+                  "`minigpt train`)", file=sys.stderr)
+            return resolve(BUNDLED)
+    if str(spec) == BUNDLED:
         if not (BUNDLED_DIR / WEIGHTS).exists():
             raise UserError(f"the bundled model is missing from this install ({BUNDLED_DIR}); "
                             "reinstall the package or train one with `minigpt train`")
         return BUNDLED_DIR
-    path = Path(source).expanduser()
-    if path.exists() or str(source).startswith((".", "/", "~")):
+    path = Path(spec).expanduser()
+    if path.exists() or str(spec).startswith((".", "/", "~")):
         return path
-    match = _HUB_ID.match(str(source))
+    match = _HUB_ID.match(str(spec))
     if match is None:
         return path  # load_model explains what is wrong with it
-    return _download(match.group(1), str(source))
+    return _download(match.group(1), str(spec))
 
 
-def default_checkpoint(log=lambda message: print(message, file=sys.stderr)) -> Path:
-    """No --checkpoint: the newest run under ./runs, or the bundled model when there is none."""
-    try:
-        return find_latest_run("runs")
-    except UserError:
-        log("no trained run under ./runs: using the bundled story model (train your own with "
-            "`minigpt train`)")
-        return resolve(BUNDLED)
+def default_checkpoint() -> Path:
+    """resolve(None) under its old name, for cli.py until its rewrite (which calls `load`) lands."""
+    return resolve(None)
 
 
 def _download(repo_id: str, given: str) -> Path:
@@ -129,7 +141,7 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
     if dtype not in dtypes:
         raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     run = resolve(run)
-    model, tokenizer, config = load_model(run)
+    model, tokenizer, config = load(run, "cpu")
     out = Path(out_dir)
     if out.resolve() == run.resolve():
         raise UserError("export to a new directory, not onto the run itself")
@@ -144,8 +156,9 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
 def run_summary(run: Path) -> dict:
     """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
     summary = {}
-    if (run / METRICS).exists():
-        lines = read_metrics(run)
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         if lines:
             last = lines[-1]
             train_bpc = last.get("train_bpc", last["train_nats"] / math.log(2))  # older runs: char only
@@ -170,9 +183,9 @@ def training_words(run: Path, tokenizer: Tokenizer | None = None, max_tokens: in
     for start in range(0, len(ids), 1 << 20):
         text = carry + tokenizer.decode(ids[start : start + (1 << 20)].tolist())
         cut = len(text.rstrip(string.ascii_letters))
-        words.update(w.lower() for w in _WORD.findall(text[:cut]))
+        words.update(w.lower() for w in WORD.findall(text[:cut]))
         carry = text[cut:]
-    words.update(w.lower() for w in _WORD.findall(carry))
+    words.update(w.lower() for w in WORD.findall(carry))
     words.discard("endoftext")  # the end-of-story marker's letters are not a story word
     if tokenizer.kind == "word":
         words.discard("unk")

@@ -20,7 +20,6 @@ stories, as a reference for what TinyStories text itself scores.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import torch
@@ -29,14 +28,13 @@ from .config import SampleConfig
 from .data import clean_text, iter_stories
 from .evaluate import evaluate_ids, per_char
 from .engine import Engine, run_streams
-from .pretrained import from_pretrained, resolve, training_words
-
-_WORD = re.compile(r"[A-Za-z]+")
+from .pretrained import load, resolve, training_words
+from .tokenizer import WORD
 
 
 def story_measures(stories: list[str], vocabulary: set[str] | None) -> dict:
     """real_word_share, distinct_2, distinct_3, repetition_rate (see the module docstring)."""
-    per_story = [[w.lower() for w in _WORD.findall(s)] for s in stories]
+    per_story = [[w.lower() for w in WORD.findall(s)] for s in stories]
     words = [w for story in per_story for w in story]
     result = {"words": len(words), "mean_chars": sum(map(len, stories)) / max(len(stories), 1)}
     result["real_word_share"] = (sum(w in vocabulary for w in words) / len(words)
@@ -71,7 +69,7 @@ def report(source=None, data: list[str] | None = None, stories: int = 20, max_ne
     from .data import load_splits
 
     path = resolve(source)
-    model, tokenizer, config = from_pretrained(path, device)
+    model, tokenizer, _ = load(path, device)
     out = {"model": str(path), "parameters": model.num_parameters(), "tokenizer": tokenizer.kind}
     if data:
         held = evaluate(model, tokenizer, data)

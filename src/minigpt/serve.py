@@ -10,9 +10,9 @@ heat-maps), and the framework's OpenAPI docs at /docs.
 One engine owns the model and writes every story (engine.py); `minigpt serve` runs it in the main
 thread and the web server in a thread of its own. Each request becomes a stream in its batch,
 and every step of the engine advances all of them with one forward pass, so 16 readers cost far
-less than 16 times one. At most `max_batch` stories are written at once; a
-request waits up to `queue_seconds` for a row (and at most `max_waiting` requests wait), and is
-otherwise answered 503 "busy". A streaming client gets each character as the step that made it
+less than 16 times one. At most `max_batch` stories are written at once; a request waits up to
+`queue_seconds` for a row (and at most `max_waiting` requests wait), and is otherwise answered 503
+"busy". A streaming client gets each character as the step that made it
 ends; a client that goes away ends its stream at the next step. The look-inside views (/api/next,
 /api/attention.png) run one at a time in a thread of their own, on the same read-only weights:
 they share no state with the engine, so they neither wait for the stories nor race with them.
@@ -38,12 +38,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from .checkpoint import checkpoint_dirs, latest_state, load_model
+from .checkpoint import checkpoint_dirs, latest_state
 from .config import SampleConfig
-from .data import normalise_characters
-from .engine import Engine, Full, Stream
+from .engine import Engine, Full, Stream, prompt_text
 from .errors import UserError
-from .pretrained import resolve, run_summary
+from .pretrained import load, resolve, run_summary
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
@@ -60,41 +59,46 @@ class GenerateRequest(BaseModel):
 
     def sample_config(self) -> SampleConfig:
         return SampleConfig(max_new_tokens=None, max_new_chars=self.max_new_chars,
-                            temperature=self.temperature,
-                            top_k=self.top_k, top_p=self.top_p, seed=self.seed)
+                            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 
 class Busy(Exception):
     pass
 
 
-def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 10.0,
+def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: float = 10.0,
                max_waiting: int | None = None, engine_thread: bool = True) -> FastAPI:
-    """Load the model once, start the engine thread that owns it, and build the app around it.
-    `max_waiting` defaults to 4 x max_batch. With engine_thread=False the caller runs
-    `app.state.engine.serve_forever(app.state.stop)` itself (serve() does, in the main thread)."""
-    run_dir = resolve(run_dir)
-    model, tokenizer, config = load_model(run_dir)
-    facts = _facts(run_dir, model, config)
+    """Load the model once (any checkpoint spec `pretrained.load` takes), start the engine thread
+    that owns it, and build the app around it. `max_waiting` defaults to 4 x max_batch. With
+    engine_thread=False the caller runs `app.state.engine.serve_forever(app.state.stop)` itself."""
+    directory = resolve(spec)  # kept for the model's facts (its metrics, its checkpoints)
+    model, tokenizer, config = load(directory, "cpu")
     engine = Engine(model, tokenizer, max_batch=max_batch,
                     max_waiting=4 * max_batch if max_waiting is None else max_waiting)
     stop = threading.Event()
     if engine_thread:
         threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True,
                          name="minigpt-engine").start()
-    looks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
-    looks_waiting = [0]
+    looks = _Looks()
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         stop.set()
-        looks.shutdown(wait=False)
+        looks.pool.shutdown(wait=False)
 
     app = FastAPI(title="MiniGPT stories", version=str(config.get("minigpt_version", "")),
                   description="Generate children's stories with a character-level GPT.", lifespan=lifespan)
-    app.state.engine, app.state.stop = engine, stop
+    app.state.engine, app.state.stop, app.state.directory = engine, stop, directory
+    _answer_errors(app, engine)
+    _add_model_routes(app, engine, _facts(directory, model, config))
+    _add_story_routes(app, engine, queue_seconds)
+    _add_look_routes(app, model, tokenizer, looks)
+    return app
 
+
+def _answer_errors(app: FastAPI, engine: Engine) -> None:
+    """Every error is a JSON {"error": one line}: 422 bad field, 400 bad prompt, 503 busy."""
     @app.exception_handler(RequestValidationError)
     async def invalid(_request, exc: RequestValidationError):
         first = exc.errors()[0]
@@ -110,41 +114,9 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
         return JSONResponse({"error": f"busy: {len(engine.live)} stories are being written and "
                              f"{len(engine.waiting)} wait; try again in a moment"}, status_code=503)
 
-    async def start_story(req: GenerateRequest, pieces: bool) -> tuple[Stream, asyncio.Queue]:
-        """A new stream in the engine and the queue its events arrive on, once it has a row:
-        ("admitted", None), then ("piece", text) for each piece if asked for, ("done", reason)."""
-        s = engine.stream(req.prompt, req.sample_config())  # UserError: bad prompt or settings
-        mailbox = _Mailbox.of(asyncio.get_running_loop())
-        events: asyncio.Queue = asyncio.Queue()
 
-        def notify(kind, value):  # called in the engine's thread
-            if (pieces or kind != "piece") and not mailbox.post(events, (kind, value)):
-                engine.cancel(s)  # the request's event loop is gone
-
-        s.notify = notify
-        try:
-            engine.add(s)
-        except Full:
-            raise Busy() from None
-        try:
-            kind, _ = await asyncio.wait_for(events.get(), queue_seconds)  # ("admitted", None)
-        except asyncio.TimeoutError:
-            kind = "timeout"
-        if kind != "admitted":
-            engine.cancel(s)
-            raise Busy()
-        return s, events
-
-    async def look(function, *args):
-        """Run a look-inside view in its own thread, one at a time."""
-        if looks_waiting[0] >= MAX_LOOKS_WAITING:
-            raise Busy()
-        looks_waiting[0] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(looks, function, *args)
-        finally:
-            looks_waiting[0] -= 1
-
+def _add_model_routes(app: FastAPI, engine: Engine, facts: dict) -> None:
+    """The page, the health check and the facts about the model."""
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
         return (resources.files("minigpt") / "static" / "index.html").read_text(encoding="utf-8")
@@ -157,36 +129,45 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
     async def model_facts():
         return dict(facts, max_batch=engine.max_batch, threads=torch.get_num_threads())
 
+
+async def _start_story(engine: Engine, req: GenerateRequest, pieces: bool,
+                       queue_seconds: float) -> tuple[Stream, asyncio.Queue]:
+    """A new stream in the engine and the queue its events arrive on, once it has a row:
+    ("admitted", None), then ("piece", text) for each piece if asked for, ("done", reason)."""
+    s = engine.stream(req.prompt, req.sample_config())  # UserError: bad prompt or settings
+    mailbox = _Mailbox.of(asyncio.get_running_loop())
+    events: asyncio.Queue = asyncio.Queue()
+
+    def notify(kind, value):  # called in the engine's thread
+        if (pieces or kind != "piece") and not mailbox.post(events, (kind, value)):
+            engine.cancel(s)  # the request's event loop is gone
+
+    s.notify = notify
+    try:
+        engine.add(s)
+    except Full:
+        raise Busy() from None
+    try:
+        kind, _ = await asyncio.wait_for(events.get(), queue_seconds)  # ("admitted", None)
+    except asyncio.TimeoutError:
+        kind = "timeout"
+    if kind != "admitted":
+        engine.cancel(s)
+        raise Busy()
+    return s, events
+
+
+def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> None:
+    """POST /api/generate (the whole story as JSON) and GET /api/stream (Server-Sent Events)."""
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
-        s, events = await start_story(req, pieces=False)
+        s, events = await _start_story(engine, req, False, queue_seconds)
         try:
             while (await events.get())[0] != "done":
                 pass
         finally:
             engine.cancel(s)  # a no-op once finished; frees the row if this request was dropped
-        text = s.text
-        return {"prompt": normalise_characters(req.prompt), "text": text, "chars": len(text),
-                "finished": s.finished}
-
-    @app.get("/api/next")
-    async def next_chars(prompt: str = Query("", max_length=MAX_PROMPT_CHARS),
-                         temperature: float = Query(1.0, ge=0.0, le=5.0),
-                         top_k: int | None = Query(None, ge=1), top_p: float | None = Query(None, gt=0, le=1),
-                         top: int = Query(10, ge=1, le=100)):
-        """The likeliest next characters: the model's probability and what sampling draws from."""
-        from .introspect import next_char_probabilities
-
-        cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
-        rows = await look(next_char_probabilities, model, tokenizer, prompt, cfg, top)
-        return {"prompt": normalise_characters(prompt), "rows": rows}
-
-    @app.get("/api/attention.png", response_class=Response)
-    async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
-                            layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
-        """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
-        png = await look(_attention_png, model, tokenizer, prompt, layer, head)
-        return Response(png, media_type="image/png")
+        return {"prompt": s.prompt, "text": s.text, "chars": len(s.text), "finished": s.finished}
 
     @app.get("/api/stream")
     async def stream_story(request: Request, prompt: str = "", max_new_chars: int = 500,
@@ -197,7 +178,7 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
                                   top_k=top_k, top_p=top_p, seed=seed)
         except ValueError as exc:  # pydantic's ValidationError: same answer as the JSON endpoint
             raise RequestValidationError(exc.errors()) from None
-        s, events = await start_story(req, pieces=True)
+        s, events = await _start_story(engine, req, True, queue_seconds)
 
         async def sse():
             try:
@@ -214,7 +195,44 @@ def create_app(run_dir: str | Path, max_batch: int = 16, queue_seconds: float = 
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    return app
+
+class _Looks:
+    """The look-inside views' own thread: one view at a time, at most MAX_LOOKS_WAITING queued."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
+        self.waiting = 0
+
+    async def run(self, function, *args):
+        if self.waiting >= MAX_LOOKS_WAITING:
+            raise Busy()
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
+        finally:
+            self.waiting -= 1
+
+
+def _add_look_routes(app: FastAPI, model, tokenizer, looks: _Looks) -> None:
+    """GET /api/next (next-character odds) and GET /api/attention.png (attention heat-maps)."""
+    @app.get("/api/next")
+    async def next_chars(prompt: str = Query("", max_length=MAX_PROMPT_CHARS),
+                         temperature: float = Query(1.0, ge=0.0, le=5.0),
+                         top_k: int | None = Query(None, ge=1), top_p: float | None = Query(None, gt=0, le=1),
+                         top: int = Query(10, ge=1, le=100)):
+        """The likeliest next characters: the model's probability and what sampling draws from."""
+        from .introspect import next_char_probabilities
+
+        cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        rows = await looks.run(next_char_probabilities, model, tokenizer, prompt, cfg, top)
+        return {"prompt": prompt_text(prompt), "rows": rows}
+
+    @app.get("/api/attention.png", response_class=Response)
+    async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
+                            layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
+        """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
+        png = await looks.run(_attention_png, model, tokenizer, prompt, layer, head)
+        return Response(png, media_type="image/png")
 
 
 class _Mailbox:
@@ -268,21 +286,19 @@ def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
 
 
 def _facts(run_dir: Path, model, config: dict) -> dict:
-    facts = {"run": run_dir.name, "parameters": model.num_parameters(),
-             "vocab_size": model.config.vocab_size, "block_size": model.config.block_size,
-             "n_layers": model.config.n_layers, "n_embd": model.config.n_embd,
-             "num_heads": model.config.num_heads, "step": None, "held_out_bits_per_char": None,
-             "train_bits_per_char": None}
+    c = model.config
+    facts = {"run": run_dir.name, "parameters": model.num_parameters(), "vocab_size": c.vocab_size,
+             "block_size": c.block_size, "n_layers": c.n_layers, "n_embd": c.n_embd, "num_heads": c.num_heads,
+             "step": None, "held_out_bits_per_char": None, "train_bits_per_char": None}
     if checkpoint_dirs(run_dir):
-        state = latest_state(run_dir)
-        facts["step"] = state.get("step")
+        facts["step"] = latest_state(run_dir).get("step")
     summary = run_summary(run_dir)  # metrics.jsonl of a run, or the summary of an exported model
     facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char")
                   if summary.get(k) is not None})
     return facts
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
+def serve(spec: str | Path | None, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
           threads: int | None = None, max_waiting: int | None = None) -> None:
     try:
         import uvicorn
@@ -294,7 +310,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     # The engine decides how the cores are used: one thread steps every story, with this many
     # torch threads in each batched forward, however many requests there are.
     threads = set_threads(threads)
-    app = create_app(run_dir, max_batch=max_batch, max_waiting=max_waiting, engine_thread=False)
+    app = create_app(spec, max_batch=max_batch, max_waiting=max_waiting, engine_thread=False)
     # The web server gets a thread of its own and the engine keeps the main thread: torch's
     # worker threads run at full speed only for the thread that first used them (measured:
     # a batched forward from another thread took 5x longer).
@@ -307,8 +323,9 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_ba
     if not server.started:
         raise UserError(f"cannot listen on {host}:{port}: choose another --port (or --host)")
     threading.Thread(target=lambda: (web.join(), app.state.stop.set()), daemon=True).start()
-    print(f"serving {run_dir} on http://{host}:{port} (API docs: http://{host}:{port}/docs) | "
-          f"up to {max_batch} stories at once | {threads} torch thread(s)", flush=True)
+    url = f"http://{host}:{port}"
+    print(f"serving {app.state.directory} on {url} (API docs: {url}/docs) | up to {max_batch} "
+          f"stories at once | {threads} torch thread(s)", flush=True)
     try:
         app.state.engine.serve_forever(app.state.stop)
     except KeyboardInterrupt:

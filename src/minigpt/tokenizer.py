@@ -37,7 +37,7 @@ from .errors import UserError
 EOS_TEXT = "<|endoftext|>"
 UNK_TEXT = "<unk>"
 KINDS = ("char", "bpe", "word")
-DEFAULT_VOCAB = {"bpe": 512, "word": 4096}  # chosen by bench/tokenizer_compare.py (README table)
+DEFAULT_VOCAB = {"bpe": 512, "word": 4096}  # chosen by bench/quality/tokenizer_compare.py (README table)
 WORD_MIN_COUNT = 2  # a word seen once in training is left to <unk>, so the model learns <unk>
 MAX_VOCAB = 65535  # ids are stored as uint16
 
@@ -172,9 +172,12 @@ class BPETokenizer(_Base):
         return cls(tk.Tokenizer.from_str(json.dumps(data["huggingface"])))
 
 
+# A word: a run of letters. The word tokenizer's words, and the words that `minigpt report`
+# counts and a model's words.txt lists (report.py, pretrained.py).
+WORD = re.compile(r"[A-Za-z]+")
 # A word (with the space before it), a number, one other mark (with its space), or one whitespace
 # character. Every character of any text falls in exactly one match, so joining them gives it back.
-_WORD_RE = re.compile(r" ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\s")
+_WORD_RE = re.compile(rf" ?{WORD.pattern}| ?[0-9]+| ?[^A-Za-z0-9\s]|\s")
 
 
 class WordTokenizer(_Base):
