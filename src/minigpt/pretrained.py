@@ -24,7 +24,6 @@ generate.py all go through it. `resolve(spec)` finds the directory a spec names:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -40,6 +39,7 @@ from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model
 from .device import pick_device
 from .errors import UserError
 from .model import MiniGPT
+from .runlog import METRICS, read_metrics
 from .tokenizer import WORD, Tokenizer, load_tokenizer
 
 BUNDLED = "bundled"
@@ -156,9 +156,8 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
 def run_summary(run: Path) -> dict:
     """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
     summary = {}
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    if (run / METRICS).exists():
+        lines = read_metrics(run)
         if lines:
             last = lines[-1]
             train_bpc = last.get("train_bpc", last["train_nats"] / math.log(2))  # older runs: char only
