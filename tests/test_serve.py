@@ -34,6 +34,12 @@ def test_health_model_page_and_docs(client):
     assert "/api/generate" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_bundled_model_shows_its_measured_score_beside_trainings_estimate():
+    facts = TestClient(create_app("bundled", max_batch=1, engine_thread=False)).get("/api/model").json()
+    assert facts["eval_bits_per_char"] == 0.957  # `minigpt eval`, as in the README and model card
+    assert facts["held_out_bits_per_char"] > facts["eval_bits_per_char"]  # short contexts score worse
+
+
 def test_generate_is_reproducible_with_a_seed(client):
     body = {"prompt": "Once upon a time", "max_new_chars": 40, "seed": 3, "temperature": 0.8}
     a, b = client.post("/api/generate", json=body).json(), client.post("/api/generate", json=body).json()

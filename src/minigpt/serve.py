@@ -293,8 +293,9 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
     if checkpoint_dirs(run_dir):
         facts["step"] = latest_state(run_dir).get("step")
     summary = run_summary(run_dir)  # metrics.jsonl of a run, or the summary of an exported model
-    facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char")
-                  if summary.get(k) is not None})
+    # held_out_bits_per_char: training's estimate; eval_bits_per_char: `minigpt eval`'s score.
+    facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char",
+                                          "eval_bits_per_char") if summary.get(k) is not None})
     return facts
 
 
