@@ -119,7 +119,8 @@ TABLE = [
     ("cli", "missing tokenizer.json", ["generate", "--checkpoint", "{d}/notokenizer"], "is missing"),
     ("cli", "Hub model while offline", ["generate", "--checkpoint", "someone/story-model"],
      "cannot be reached"),
-    ("cli", "report with zero stories", ["report", *RUN, "--stories", "0"], "must be positive"),
+    ("cli", "report with zero stories", ["report", *RUN, "--stories", "0"],
+     "--stories must be a positive integer"),
     ("cli", "export onto an existing model", ["export", *RUN, "--out", "{d}/run"], "already holds"),
     ("cli", "bpe vocabulary too small", ["train", "--data", "{story}", "--tokenizer", "bpe",
                                          "--vocab-size", "100", "--out", "{d}/bpe"], "between 257"),
@@ -129,10 +130,10 @@ TABLE = [
      "max_new_chars must be >= 0"),
     # serving
     ("cli", "serve with no rows in the batch", ["serve", *RUN, "--max-batch", "0"],
-     "--max-batch and --threads must be positive"),
+     "--max-batch must be a positive integer"),
     ("cli", "serve with a negative queue", ["serve", *RUN, "--max-waiting=-1"],
      "--max-waiting must be >= 0"),
-    ("cli", "serve on port 0", ["serve", *RUN, "--port", "0"], "--port between 1 and 65535"),
+    ("cli", "serve on port 0", ["serve", *RUN, "--port", "0"], "--port must be between 1 and 65535"),
     # evaluation
     ("cli", "evaluate on empty data", ["eval", *RUN, "--data", "{d}/empty.txt"], "no text to evaluate"),
     ("cli", "evaluate without data", ["eval", *RUN], "--data"),

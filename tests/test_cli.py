@@ -95,3 +95,47 @@ def test_interrupt_saves_a_checkpoint_and_exits_cleanly(tmp_path, story_file, si
     step = latest_state(out)["step"]
     assert 20 <= step < 100000
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == step
+
+
+def documented_commands() -> list[str]:
+    """Every `minigpt ...` command line in the code blocks of README.md and docs/*.md ("..." ones
+    left out; docs/bad-inputs.md lists bad input on purpose)."""
+    import re
+    commands = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if doc.name == "bad-inputs.md":
+            continue
+        text = doc.read_text(encoding="utf-8").replace("\\\n", " ")
+        for line in text.splitlines():
+            match = re.match(r"(?:\.venv/bin/|python -m |torchrun .*-m )?minigpt (\w+[^#]*)",
+                             line.strip())
+            if match and not any(s in match.group(1) for s in ("...", "|", "--help")):
+                commands.append(re.sub(r"\[([^\]]*)\]", r"\1", match.group(1)).strip())
+    return commands
+
+
+def test_the_documented_commands_parse():
+    import shlex
+    from minigpt.options import build_parser
+    commands = documented_commands()
+    assert len(commands) > 20 and any("--preset seed" in c for c in commands)
+    for command in commands:
+        build_parser().parse_args(shlex.split(command))  # an unknown option exits
+
+
+def test_the_command_line_and_the_api_train_the_same_run(tmp_path, story_file):
+    """The options, a TOML file and a preset reach train() as config.resolve layers them."""
+    from minigpt.cli import main
+    from minigpt.config import resolve
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nmax_steps = 2\nwarmup_steps = 1\n")
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "adamw", "--config", str(config), "--data", story_file,
+                 "--out", str(out), *TINY]) == 0
+    model_cfg, cfg = resolve("adamw", config, {"data": [story_file], "block_size": 32, "n_embd": 32,
+                             "num_heads": 2, "n_layers": 1, "batch_size": 8, "eval_interval": 20,
+                             "eval_batches": 2, "sample_chars": 20, "threads": 1})
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"] == dict(vars(model_cfg), vocab_size=saved["model"]["vocab_size"])
+    assert {k: v for k, v in saved["train"].items() if k != "precision"} == \
+        {k: v for k, v in vars(cfg).items() if k != "precision"}

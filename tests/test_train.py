@@ -9,7 +9,7 @@ import torch
 
 from minigpt import ModelConfig, TrainConfig, UserError, evaluate, load, train
 from minigpt.checkpoint import latest_state, read_tensors
-from minigpt.config import load_toml, parse_duration
+from minigpt.config import parse_duration
 from minigpt.evaluate import evaluate_ids
 from minigpt.optim import learning_rate
 from minigpt.train import DEFAULT_STEPS, Budget
@@ -162,37 +162,3 @@ def test_evaluate_a_file_matches_evaluating_its_ids(tiny_run, tmp_path):
     ids = [0] + tok.encode("Once upon a time, Mia had a cake.") + [0] + tok.encode("Tom had a boat.")
     assert result["nats_per_char"] == pytest.approx(evaluate_ids(model, ids)["nats_per_char"])
     assert result["chars"] == len(ids) - 1 and result["skipped_chars"] == 0
-
-
-def test_toml_config_flat_and_sectioned(tmp_path):
-    path = tmp_path / "c.toml"
-    path.write_text('n_layers = 3\nlearning_rate = 0.002\n[train]\nbatch_size = 4\n')
-    sections = load_toml(path)
-    assert sections["model"] == {"n_layers": 3}
-    assert sections["train"] == {"learning_rate": 0.002, "batch_size": 4}
-    path.write_text("n_layerz = 3\n")
-    with pytest.raises(UserError, match="unknown key 'n_layerz'"):
-        load_toml(path)
-    path.write_text("n_layers = [\n")
-    with pytest.raises(UserError, match="not valid TOML"):
-        load_toml(path)
-
-
-def test_config_values_of_the_wrong_type_are_refused(tmp_path):
-    from minigpt.config import from_dict
-    with pytest.raises(UserError, match="learning_rate must be of type float"):
-        from_dict(TrainConfig, {"learning_rate": "fast"}, "train")
-    with pytest.raises(UserError, match="n_layers must be of type int"):
-        from_dict(ModelConfig, {"n_layers": 2.5}, "model")
-    assert from_dict(TrainConfig, {"learning_rate": 1, "max_time": None}, "train").learning_rate == 1
-
-
-def test_shipped_config_files_are_valid():
-    from pathlib import Path
-    from minigpt.config import from_dict
-    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
-    assert files
-    for path in files:
-        sections = load_toml(path)
-        from_dict(ModelConfig, sections["model"], "model").validate()
-        from_dict(TrainConfig, sections["train"], "train").validate()

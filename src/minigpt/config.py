@@ -1,12 +1,15 @@
-"""Configuration: what the model looks like, how it is trained, how it samples.
+"""Configuration: what the model looks like, how it is trained, how it samples, in one place.
 
-Three small dataclasses hold every knob. They keep the seed's names (block_size, batch_size, n_embd,
-num_heads, n_layers, ff_hidden_mult, learning_rate, epochs, dropout, max_new_tokens) so the code reads
-like the diagram it came from. Values come from, in increasing priority:
+Three small dataclasses hold every knob. They keep the seed's names (block_size, batch_size,
+n_embd, num_heads, n_layers, ff_hidden_mult, learning_rate, epochs, dropout, max_new_tokens) so the
+code reads like the diagram it came from. A field made with `option(default, help)` is also a
+command-line option: options.py builds the parser from these fields, so a knob, its default and
+its --help line are written once, here. `resolve` layers the values of a run, in increasing priority:
 
-    dataclass defaults  <  a TOML file (--config)  <  command-line options
+    dataclass defaults  <  a named preset (--preset)  <  a TOML file (--config)  <  options
 
-and are checked by `validate()` methods that raise `UserError` with a message a user can act on.
+and holds the rules of resuming a run (RESUMABLE). Every value is checked by a `validate()` method
+that raises `UserError` with a message a user can act on; `check_range` is the one range check.
 """
 
 from __future__ import annotations
@@ -21,27 +24,45 @@ from typing import Any
 from .errors import UserError
 
 
+def option(default: Any, help: str, *flags: str, **argparse_kw: Any) -> Any:
+    """A dataclass field that is also a command-line option.
+
+    `help` is its --help line (options.py adds the default), `flags` replace the usual names
+    (--block-size and the seed's --block_size), `argparse_kw` go to add_argument (choices, or
+    action="store_const" for a flag, whose help says what giving it does)."""
+    meta = {"help": help, "flags": flags, "argparse": argparse_kw}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _flag(value: bool, help: str, *flags: str) -> Any:
+    """An option without a value that sets a bool field to `value`."""
+    return option(not value, help, *flags, action="store_const", const=value)
+
+
 @dataclass
 class ModelConfig:
     """The shape of the transformer. Saved in every run directory as part of config.json."""
 
     vocab_size: int = 0  # filled in from the tokenizer; 0 means "not known yet"
-    block_size: int = 128  # context length in characters: a sentence or two of a story
-    n_embd: int = 128  # C, the width of every token's vector; small enough for a laptop CPU
-    num_heads: int = 4  # heads of 32 dims each: enough to attend to several things at once
-    n_layers: int = 4  # depth; 4 blocks learn spelling and simple grammar in minutes
-    ff_hidden_mult: int = 4  # feed-forward hidden width = 4 * n_embd, as in GPT-2
-    dropout: float = 0.0  # off by default: in a 10-minute CPU run its random masks cost more
-    # steps than its regularisation returns (docs/performance.md); try 0.1 for long runs
-    attn_dropout: float | None = None  # dropout on attention weights; None: the same as dropout
-    attention: str = "fast"  # "fast" (fused SDPA kernel) or "explicit" (written out to read)
-    bias: bool = True  # biases in Linear and LayerNorm, as in the original GPT
+    block_size: int = option(128, "context length in characters: a sentence or two of a story")
+    n_embd: int = option(128, "C, the width of every token's vector; small enough for a laptop CPU")
+    num_heads: int = option(4, "attention heads; each gets n_embd / num_heads dimensions")
+    n_layers: int = option(4, "transformer blocks; 4 learn spelling and simple grammar in minutes")
+    ff_hidden_mult: int = option(4, "feed-forward hidden width = ff_hidden_mult * n_embd, as in GPT-2")
+    # Off by default: in a 10-minute CPU run its random masks cost more steps than its
+    # regularisation returns (docs/performance.md); try 0.1 for long runs.
+    dropout: float = option(0.0, "dropout on the residual stream")
+    attn_dropout: float | None = option(None, "dropout on attention weights (default: as --dropout)")
+    attention: str = option("fast", "fast: the fused SDPA kernel; explicit: written out to read",
+                            choices=["fast", "explicit"])
+    bias: bool = _flag(False, "no biases in Linear layers and LayerNorms", "--no-bias")
 
     def validate(self) -> None:
         for name in ("block_size", "n_embd", "num_heads", "n_layers", "ff_hidden_mult"):
             _positive_int(name, getattr(self, name))
-        if self.vocab_size < 0:
-            raise UserError(f"vocab_size must be >= 0, got {self.vocab_size}")
+        check_range("vocab_size", self.vocab_size, 0)
         if self.n_embd % self.num_heads:
             raise UserError(
                 f"num_heads ({self.num_heads}) must divide n_embd ({self.n_embd}): "
@@ -63,63 +84,65 @@ class ModelConfig:
 class TrainConfig:
     """How a run is trained: data, optimiser, budget, logging. Saved in config.json."""
 
-    data: list[str] = field(default_factory=lambda: ["tinystories"])  # sources, see data.sources
-    val_data: list[str] = field(default_factory=list)  # held-out sources; default: 10% of data
-    max_chars: int | None = None  # cap on characters read (the hub defaults to 1,000,000)
+    # Data specs (data/sources.py); val_data empty: every 1/val_fraction-th story is held out.
+    data: list[str] = option(["tinystories"], "tinystories | bundled | file | directory; repeat "
+                             "or separate with commas for several")
+    val_data: list[str] = option([], "held-out data (default: 10% of the stories)")
+    max_chars: int | None = option(None, "read at most this many characters (default: 1,000,000 "
+                                   "from the hub, everything from files)")
     val_fraction: float = 0.1  # share of whole stories held out when val_data is empty
-    tokenizer: str = "char"  # char | bpe | word (tokenizer.py); bpe and word are trained on the data
-    tokenizer_vocab_size: int | None = None  # bpe/word vocabulary (--vocab-size); None: per-kind default
-    batch_size: int = 16  # windows per step (the recipe sweep: docs/performance.md)
-    # (the global batch: under torchrun it is shared out among the processes)
-    grad_accum: int = 1  # micro-batches per process per step, summed before the optimizer step
-    learning_rate: float = 4.5e-3  # peak LR, for Muon and AdamW groups alike; with Muon 4.5e-3 beat
-    # 2e-3, 3e-3 and 6e-3 in 10-minute CPU runs (AdamW alone: 2e-3; docs/performance.md)
-    min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio (0: all the way)
-    warmup_steps: int = 100  # linear warmup keeps the first Adam steps from blowing up
-    weight_decay: float = 0.5  # matrices only, never biases, norms or embeddings; 0.5 beat 0.1
-    # and 1.0 in 10-minute CPU runs, where a small model sees its data many times (docs/performance.md)
-    optimizer: str = "muon"  # muon: Muon for the blocks' matrices, AdamW for embeddings, head,
-    # biases and norms (optim.py); adamw: AdamW for all. Muon won the 10-minute CPU sweep
-    muon_momentum: float = 0.95  # Muon's momentum (Nesterov), for --optimizer muon
+    tokenizer: str = option("char", "char: one token per character; bpe: byte-level BPE; word: "
+                            "words and punctuation, rare ones as <unk>",
+                            choices=["char", "bpe", "word"])
+    tokenizer_vocab_size: int | None = option(None, "bpe/word vocabulary size, end-of-story "
+                                              "included (default: bpe 512, word 4096)",
+                                              "--vocab-size", "--vocab_size", metavar="N")
+    # The recipe sweep chose it (docs/performance.md); under torchrun it is the global batch.
+    batch_size: int = option(16, "windows per step, shared out among torchrun's processes")
+    grad_accum: int = option(1, "micro-batches per process per step, summed before each step")
+    # With Muon 4.5e-3 beat 2e-3, 3e-3 and 6e-3 in 10-minute CPU runs (AdamW alone: 2e-3).
+    learning_rate: float = option(4.5e-3, "peak learning rate, for Muon and AdamW groups alike")
+    min_lr_ratio: float = option(0.0, "the cosine decays to learning_rate * min_lr_ratio (0: to 0)")
+    warmup_steps: int = option(100, "linear warmup, so the first Adam steps do not blow up")
+    # 0.5 beat 0.1 and 1.0 in 10-minute CPU runs, where a small model sees its data many times.
+    weight_decay: float = option(0.5, "on matrices only, never biases, norms or embeddings")
+    optimizer: str = option("muon", "muon: Muon for the blocks' matrices, AdamW for embeddings, "
+                            "head, biases and norms (optim.py; it won the 10-minute CPU sweep); "
+                            "adamw: AdamW for all", choices=["adamw", "muon"])
+    muon_momentum: float = option(0.95, "Muon's (Nesterov) momentum, for --optimizer muon")
     beta1: float = 0.9
     beta2: float = 0.99  # a little shorter memory than 0.999: batches are small and noisy
-    grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
-    epochs: float | None = None  # one epoch = as many predicted characters as the training set has
-    max_steps: int | None = None  # optimizer steps (2000 when no budget at all is given)
-    max_time: str | None = None  # wall-clock budget like "90s", "10m", "1h"
-    eval_interval: int = 250  # steps between held-out evaluations, samples and checkpoints
-    keep_checkpoints: int = 3  # newest step checkpoints kept (plus the best one)
+    grad_clip: float = option(1.0, "clip the global gradient norm to this; 0 disables")
+    epochs: float | None = option(None, "budget in passes over the training set's characters")
+    max_steps: int | None = option(None, "budget in optimizer steps (2000 when no budget is given)")
+    max_time: str | None = option(None, "wall-clock budget: 90s, 10m, 1h")
+    eval_interval: int = option(250, "steps between held-out evaluations, samples and checkpoints")
+    keep_checkpoints: int = option(3, "newest step checkpoints kept (plus the best one)")
     plot_loss: bool = True  # draw loss.png in the run directory when training ends (matplotlib)
-    eval_batches: int = 20  # batches averaged for each held-out estimate
-    sample_chars: int = 200  # length of the sample story printed at each evaluation
-    seed: int = 1337
-    device: str = "auto"  # auto | cpu | cuda | mps
-    threads: int | None = None  # CPU threads; default: one per physical core
-    precision: str = "auto"  # auto | fp32 | bf16 autocast; auto: bf16 where it is faster (precision.py)
+    eval_batches: int = option(20, "batches averaged for each held-out estimate")
+    sample_chars: int = option(200, "length of the sample story printed at each evaluation")
+    seed: int = option(1337, "seed of the initial weights, the batches and the samples")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
+    threads: int | None = option(None, "CPU threads (default: one per physical core)")
+    precision: str = option("auto", "fp32, or bf16 autocast where the hardware has bf16 units; "
+                            "auto: bf16 where it is faster",
+                            choices=["auto", "fp32", "bf16"])
 
     def validate(self) -> None:
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("grad_accum", self.grad_accum)
-        _positive_int("eval_interval", self.eval_interval)
-        _positive_int("eval_batches", self.eval_batches)
-        _positive_int("keep_checkpoints", self.keep_checkpoints)
-        if self.max_chars is not None:
-            _positive_int("max_chars", self.max_chars)
-        if self.max_steps is not None:
-            _positive_int("max_steps", self.max_steps)
-        if self.threads is not None:
-            _positive_int("threads", self.threads)
-        if self.sample_chars < 0:
-            raise UserError(f"sample_chars must be >= 0, got {self.sample_chars}")
-        if self.warmup_steps < 0:
-            raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for name in ("batch_size", "grad_accum", "eval_interval", "eval_batches", "keep_checkpoints"):
+            _positive_int(name, getattr(self, name))
+        for name in ("max_chars", "max_steps", "threads"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        check_range("sample_chars", self.sample_chars, 0)
+        check_range("warmup_steps", self.warmup_steps, 0)
         if self.epochs is not None and not self.epochs > 0:
             raise UserError(f"epochs must be > 0, got {self.epochs}")
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be > 0, got {self.learning_rate}")
         _fraction("val_fraction", self.val_fraction, allow_zero=False, allow_one=False)
         _fraction("min_lr_ratio", self.min_lr_ratio, allow_zero=True, allow_one=True)
-        if self.weight_decay < 0 or self.grad_clip < 0:
+        if not (self.weight_decay >= 0 and self.grad_clip >= 0):
             raise UserError("weight_decay and grad_clip must be >= 0")
         if self.max_time is not None:
             parse_duration(self.max_time)
@@ -132,9 +155,7 @@ class TrainConfig:
                 raise UserError("--vocab-size is for --tokenizer bpe or word; a character "
                                 "vocabulary is the characters of the data")
             low = {"bpe": 257, "word": 4}[self.tokenizer]  # bpe: 256 bytes + end-of-story
-            if not low <= self.tokenizer_vocab_size <= 65535:
-                raise UserError(f"--vocab-size for {self.tokenizer} must be between {low} and 65535, "
-                                f"got {self.tokenizer_vocab_size}")
+            check_range(f"--vocab-size for {self.tokenizer}", self.tokenizer_vocab_size, low, 65535)
         if self.optimizer not in ("adamw", "muon"):
             raise UserError(f"optimizer must be adamw or muon, got {self.optimizer!r}")
         _fraction("muon_momentum", self.muon_momentum, allow_zero=True, allow_one=False)
@@ -148,23 +169,25 @@ class TrainConfig:
 class SampleConfig:
     """How text is drawn from the model's next-character distribution."""
 
-    max_new_tokens: int | None = 500  # tokens to add (characters for the char tokenizer)
-    max_new_chars: int | None = None  # characters to add, whatever the tokenizer; when set, it
-    # is the limit and max_new_tokens is ignored (every token is at least one character)
-    temperature: float = 0.8  # < 1 sharpens the distribution: fewer spelling slips
-    top_k: int | None = None  # keep only the k most likely characters
-    top_p: float | None = None  # keep the smallest set whose probability reaches p
-    greedy: bool = False  # always take the most likely character (temperature ignored)
-    seed: int | None = None  # fixes the random draws for a reproducible story
-    num_samples: int = 1
-    stop_at_eos: bool = True  # stop when the model ends the story
-    use_cache: bool = True  # KV cache: same result as recomputing, much faster
+    max_new_tokens: int | None = option(500, "tokens to generate (characters, for a character model)")
+    # When set it is the limit and max_new_tokens is ignored (every token is at least a character).
+    max_new_chars: int | None = option(None, "characters to generate, whatever the tokenizer "
+                                       "(replaces --max-new-tokens)")
+    temperature: float = option(0.8, "below 1 sharpens the distribution: fewer spelling slips; "
+                                "0 = greedy")
+    top_k: int | None = option(None, "keep the k likeliest characters")
+    top_p: float | None = option(None, "nucleus sampling: the smallest set of characters whose "
+                                 "probability reaches p, in (0, 1]")
+    greedy: bool = _flag(True, "always take the likeliest character (temperature ignored)")
+    seed: int | None = option(None, "make the story reproducible")
+    num_samples: int = option(1, "how many stories, written at once (story i uses --seed + i)")
+    stop_at_eos: bool = _flag(False, "keep going past the end of the story", "--no-stop")
+    use_cache: bool = _flag(False, "recompute the whole context each step (no KV cache; the "
+                            "same result, much slower)", "--no-cache")
 
     def validate(self) -> None:
-        for name in ("max_new_tokens", "max_new_chars"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise UserError(f"{name} must be >= 0, got {value}")
+        check_range("max_new_tokens", self.max_new_tokens, 0)
+        check_range("max_new_chars", self.max_new_chars, 0)
         if self.max_new_tokens is None and self.max_new_chars is None:
             raise UserError("give max_new_tokens or max_new_chars: how long the story may grow")
         _positive_int("num_samples", self.num_samples)
@@ -193,8 +216,85 @@ PRESETS: dict[str, dict[str, Any]] = {
                        "grad_clip": 0.0, "precision": "fp32"}},
 }
 
+# Options that may change when a run is resumed; everything else comes from the run.
+RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
+             "keep_checkpoints", "plot_loss", "device", "threads")
+BUDGET = ("epochs", "max_steps", "max_time")  # given together or not at all: one budget
 
-def preset_sections(name: str | None) -> dict[str, dict[str, Any]]:
+
+def resolve(preset: str | None = None, toml: str | Path | None = None,
+            overrides: dict[str, Any] | None = None,
+            resumed: tuple[ModelConfig, TrainConfig] | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The checked (ModelConfig, TrainConfig) of a run: the defaults, then the named `preset`,
+    then the TOML file `toml`, then `overrides` (field name -> value; None means "not given").
+
+    `resumed` is the pair a run was saved with (`saved_configs(run_dir)`). Resuming continues the
+    run as it was saved: no preset or file, and only the RESUMABLE fields may take a new value (a
+    value equal to the saved one is no change). A new budget (any of epochs, max_steps, max_time)
+    replaces the whole saved budget, so `--resume RUN --max-steps 5000` means "go to 5000".
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(given) - model_keys - train_keys)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}")
+    layers = [{"model": {k: v for k, v in given.items() if k in model_keys},
+               "train": {k: v for k, v in given.items() if k in train_keys}}]
+    if resumed is None:
+        model_cfg, cfg = ModelConfig(), TrainConfig()
+        layers[:0] = [_preset(preset), load_toml(toml) if toml else {"model": {}, "train": {}}]
+    else:
+        model_cfg, cfg = resumed
+        _check_resumable(model_cfg, cfg, given, preset, toml)
+        if any(k in given for k in BUDGET):
+            cfg = dataclasses.replace(cfg, **{k: None for k in BUDGET})
+    for layer in layers:
+        model_cfg = merged(model_cfg, layer["model"], "model")
+        cfg = merged(cfg, layer["train"], "train")
+    model_cfg.validate()
+    cfg.validate()
+    return model_cfg, cfg
+
+
+def _check_resumable(model_cfg: ModelConfig, cfg: TrainConfig, given: dict[str, Any],
+                     preset: str | None, toml: str | Path | None) -> None:
+    """Refuse, in one line, whatever would change a resumed run other than RESUMABLE fields."""
+    saved = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(cfg)}
+    fixed = [k for k, v in given.items() if k not in RESUMABLE and v != saved[k]]
+    fixed += [name for name, value in (("preset", preset), ("config", toml)) if value is not None]
+    if fixed:
+        raise UserError(f"--resume continues a run as it was saved; {', '.join(sorted(fixed))} "
+                        f"cannot change (only {', '.join(RESUMABLE)} can)")
+
+
+def saved_configs(run_dir: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """The (ModelConfig, TrainConfig) a run was saved with, from its config.json."""
+    from .checkpoint import CONFIG, check_run_dir, read_json  # checkpoint.py imports this module
+
+    run_dir = check_run_dir(run_dir)
+    saved = read_json(run_dir / CONFIG)
+    train = dict(saved.get("train", {}))
+    train.setdefault("optimizer", "adamw")  # runs from before the choice all trained with AdamW
+    return (from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model"),
+            from_dict(TrainConfig, train, f"{run_dir}/{CONFIG} train"))
+
+
+def given_fields(model_cfg: ModelConfig | None, cfg: TrainConfig | None) -> dict[str, Any]:
+    """What a Python caller of train(resume=True) asks for, as `resolve` overrides: every
+    RESUMABLE field of `cfg` and any other field that differs from its default."""
+    given: dict[str, Any] = {}
+    for config in (model_cfg, cfg):
+        if config is not None:
+            default = type(config)()
+            given.update({f.name: getattr(config, f.name) for f in fields(config)
+                          if getattr(config, f.name) != getattr(default, f.name)})
+    if cfg is not None:
+        given.update({k: getattr(cfg, k) for k in RESUMABLE})
+    return given
+
+
+def _preset(name: str | None) -> dict[str, dict[str, Any]]:
     """The model and train overrides of a named preset (none for None)."""
     if name is None:
         return {"model": {}, "train": {}}
@@ -268,9 +368,23 @@ def merged(base, overrides: dict[str, Any], where: str):
     return from_dict(type(base), current, where)
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+def check_range(name: str, value: Any, low: float, high: float | None = None) -> None:
+    """Refuse a number below `low` or above `high`, in one line naming `name` (None passes).
+
+    The one range check: validate() uses it, and so do the options that have no dataclass."""
+    if value is None or (low <= value and (high is None or value <= high)):
+        return
+    if high is not None:
+        raise UserError(f"{name} must be between {low} and {high}, got {value}")
+    if low == 1 and isinstance(low, int):
         raise UserError(f"{name} must be a positive integer, got {value!r}")
+    raise UserError(f"{name} must be >= {low}, got {value}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    check_range(name, value, 1)
 
 
 def _fraction(name: str, value: float, allow_zero: bool, allow_one: bool) -> None:

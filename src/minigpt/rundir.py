@@ -2,10 +2,10 @@
 
 A new run refuses a directory that already holds one, checks it can write there and that the disk
 can hold its checkpoints, prepares the data, and if anything fails before the first step removes
-what it created. A resumed run takes its settings from config.json (only the budget-like options
-in RESUMABLE may change), and continues from its newest good checkpoint, forgetting the log lines
-of steps a crash lost, since they are trained again. Under torchrun rank 0 prepares a new run
-while the others wait (open_run).
+what it created. A resumed run takes its settings from config.json (config.resolve: only the
+budget-like options in RESUMABLE may change), and continues from its newest good checkpoint,
+forgetting the log lines of steps a crash lost, since they are trained again. Under torchrun
+rank 0 prepares a new run while the others wait (open_run).
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (CONFIG, TOKENIZER, check_run_dir, checkpoint_dirs, load_train_state, read_json,
-                         save_run_config)
-from .config import ModelConfig, TrainConfig, from_dict
+from .checkpoint import CONFIG, TOKENIZER, checkpoint_dirs, load_train_state, save_run_config
+from .config import ModelConfig, TrainConfig
 from .data import Splits, check_length, load_splits, prepare_data
 from .distributed import Dist, all_agree
 from .errors import UserError
 from .model import MiniGPT
 from .runlog import forget_after
 from .tokenizer import load_tokenizer
-
-# Options that may change when a run is resumed; everything else comes from the run.
-RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "keep_checkpoints", "plot_loss", "device", "threads")
 
 
 def start_run(out_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, log) -> Splits:
@@ -125,21 +120,3 @@ def _discard_new_run(out_dir: Path, created: bool) -> None:
     shutil.rmtree(out_dir / "data", ignore_errors=True)
     for name in (CONFIG, TOKENIZER):
         (out_dir / name).unlink(missing_ok=True)
-
-
-def saved_train_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run was started with (from its config.json)."""
-    saved = read_json(check_run_dir(run_dir) / CONFIG).get("train", {})
-    # Runs from before the optimizer could be chosen all trained with AdamW.
-    saved.setdefault("optimizer", "adamw")
-    return from_dict(TrainConfig, saved, f"{run_dir}/{CONFIG} train")
-
-
-def resume_configs(run_dir: Path, overrides: TrainConfig | None) -> tuple[ModelConfig, TrainConfig]:
-    """The run's saved configs, with the RESUMABLE fields taken from `overrides`."""
-    saved = read_json(run_dir / CONFIG)
-    model_cfg = from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model")
-    cfg = saved_train_config(run_dir)
-    if overrides is not None:
-        cfg = dataclasses.replace(cfg, **{k: getattr(overrides, k) for k in RESUMABLE})
-    return model_cfg, cfg

@@ -22,7 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CONFIG, check_run_dir, save_checkpoint
-from .config import ModelConfig, SampleConfig, TrainConfig, parse_duration
+from .config import (RESUMABLE, ModelConfig, SampleConfig, TrainConfig, given_fields,
+                     parse_duration, resolve, saved_configs)
 from .data import Splits, get_batch, release_pages
 from .device import pick_device, set_threads
 from .distributed import (Dist, all_agree, check_replicas_agree, gather_objects, restarted_by_torchrun,
@@ -33,7 +34,7 @@ from .generate import make_generator, stream
 from .model import MiniGPT
 from .optim import learning_rate, make_optimizer
 from .precision import attention_kernel, autocast, resolve_precision
-from .rundir import RESUMABLE, open_run, restore_checkpoint, resume_configs
+from .rundir import open_run, restore_checkpoint
 from .runlog import METRICS, Progress, append_metrics, append_sample
 from .viz import draw_run_loss
 
@@ -110,7 +111,9 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
         resume = True  # torchrun --max-restarts brought us back: continue, don't start over
     if resume:
         out_dir = check_run_dir(out_dir)
-        model_cfg, cfg = resume_configs(out_dir, cfg)
+        # The one resume rule (config.resolve), as for --resume on the command line.
+        model_cfg, cfg = resolve(overrides=given_fields(model_cfg, cfg),
+                                 resumed=saved_configs(out_dir))
     model_cfg = model_cfg or ModelConfig()
     cfg = cfg or TrainConfig()
     model_cfg.validate()
