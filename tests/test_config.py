@@ -12,6 +12,8 @@ from minigpt.config import (BUDGET, PRESETS, RESUMABLE, check_range, from_dict, 
                             load_toml, resolve, saved_configs)
 from minigpt.options import build_parser
 
+from test_cli import TINY, run
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -154,3 +156,18 @@ def test_shipped_config_files_are_valid():
     assert files
     for path in files:
         resolve(toml=path)
+
+
+def test_seed_preset_with_command_line_override(tmp_path, story_file):
+    out = tmp_path / "run"
+    result = run("train", "--preset", "seed", "--data", story_file, "--out", str(out),
+                 "--max-steps", "2", *TINY)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["learning_rate"] == 3e-4 and saved["train"]["precision"] == "fp32"
+    assert saved["train"]["weight_decay"] == 0.0 and saved["train"]["min_lr_ratio"] == 1.0
+    assert saved["train"]["optimizer"] == "adamw"  # the seed trained with Adam, not Muon
+    assert saved["train"]["batch_size"] == 8  # the command line wins over the preset
+    assert saved["model"]["n_embd"] == 32
+    bad = run("train", "--preset", "fastest", "--data", story_file, "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "invalid choice: 'fastest'" in bad.stderr

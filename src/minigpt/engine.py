@@ -16,11 +16,8 @@ shared `KVCache` (row i of the cache is stream i):
 Streams join and leave between steps (continuous batching), and a stream's story depends only on
 its own prompt, settings and seed, never on what else is in the batch (tests/test_engine.py).
 
-A prompt that ends in a space is a trap for subword and word tokenizers: their tokens carry the
-space in front of a word (" little"), so a lone trailing space is a token the model almost never
-saw followed by a word, and it steers the story towards rare words. A stream holds such a space
-back, feeds the prompt without it, and lets the first new token be only one that starts with it
-(a small form of "token healing"); the text the user sees is the same.
+How a prompt becomes the ids a stream starts from, and why a trailing space is held back for
+subword and word tokenizers, is prompt.py.
 
 Learned position embeddings stop at block_size. When a story grows past that, the context slides:
 it restarts from the last 3/4 of a block, and the recompute path (`use_cache=False`, which re-runs
@@ -36,40 +33,12 @@ from collections.abc import Callable, Iterable
 import torch
 
 from .config import SampleConfig
-from .data import normalise_characters
 from .errors import UserError
 from .fastpath import decode_step
 from .model import KVCache, MiniGPT
+from .prompt import encode_prompt, held_back_space, prompt_text
 from .sampling import make_generator, sample_next
 from .tokenizer import Tokenizer
-
-
-def prompt_text(prompt: str) -> str:
-    """The prompt as the model reads it: typographic punctuation mapped to ASCII like the training
-    text (data/clean.py), its spacing kept. A stream keeps this as `Stream.prompt`."""
-    return normalise_characters(prompt)
-
-
-def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """End-of-story then the prompt (through `prompt_text`): the model sees 'a new story starts
-    here, like this'. A character the vocabulary lacks is an error that names it (UserError)."""
-    return _encode(tokenizer, prompt_text(prompt))
-
-
-def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
-    """End-of-story then `text`, which has been through `prompt_text` already."""
-    return [tokenizer.eos_id] + tokenizer.encode(text)
-
-
-def held_back_space(tokenizer: Tokenizer, prompt: str) -> tuple[str, torch.Tensor | None]:
-    """For a subword or word tokenizer and a prompt ending in spaces: (those spaces, a mask of
-    the tokens whose text starts with them). ("", None) when there is nothing to hold back, for
-    a character model, or when no token starts with those spaces."""
-    held = prompt[len(prompt.rstrip(" ")):]
-    if tokenizer.kind == "char" or not held:
-        return "", None
-    allowed = torch.tensor([tokenizer.piece(i).startswith(held) for i in range(tokenizer.vocab_size)])
-    return (held, allowed) if bool(allowed.any()) else ("", None)
 
 
 class Stream:
@@ -157,7 +126,7 @@ class Engine:
         cfg.validate()
         text = prompt_text(prompt)
         held, first_allowed = held_back_space(self.tokenizer, text)
-        ids = _encode(self.tokenizer, text[: len(text) - len(held)])
+        ids = encode_prompt(self.tokenizer, text[: len(text) - len(held)])
         seed = cfg.seed if seed is None else seed
         return Stream(ids, cfg, make_generator(seed, self.device), self.tokenizer.eos_id,
                       first_allowed, held, text)
@@ -207,10 +176,12 @@ class Engine:
             self._leave(done)
         return True
 
-    def run(self) -> None:
-        """Step until every stream, waiting or live, has finished."""
+    def run(self, streams: Iterable[Stream] = ()) -> list[Stream]:
+        """Add `streams`, then step until every stream, waiting or live, has finished; return them."""
+        streams = [self.add(s) for s in streams]
         while self.step() or self.waiting:
             pass
+        return streams
 
     def serve_forever(self, stop: threading.Event) -> None:
         """The server's engine loop: step while there is work, sleep until there is."""
@@ -374,10 +345,3 @@ def _move_row(cache: KVCache, source: int, target: int) -> None:
 
 class Full(Exception):
     """The engine's waiting queue is at its bound."""
-
-
-def run_streams(engine: Engine, streams: Iterable[Stream]) -> list[Stream]:
-    """Add the streams, run the engine until all are done, return them."""
-    streams = [engine.add(s) for s in streams]
-    engine.run()
-    return streams

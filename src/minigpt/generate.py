@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import torch
 
 from .config import SampleConfig
-from .engine import Engine, Stream, held_back_space, prompt_ids, prompt_text, run_streams
+from .engine import Engine, Stream
+from .prompt import held_back_space, prompt_ids, prompt_text
 from .evaluate import eval_mode
 from .model import MiniGPT
 from .sampling import filter_logits, make_generator, sample_next
@@ -101,5 +102,5 @@ def generate_batch(model: MiniGPT, tokenizer: Tokenizer, prompts: list[str],
     with eval_mode(model):
         engine = Engine(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))),
                         use_cache=cfg.use_cache)
-        streams = run_streams(engine, [engine.stream(p, cfg, seed) for p, seed in zip(prompts, seeds)])
+        streams = engine.run([engine.stream(p, cfg, seed) for p, seed in zip(prompts, seeds)])
     return [s.prompt + s.text for s in streams]

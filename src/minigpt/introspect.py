@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SampleConfig
-from .engine import prompt_ids
+from .prompt import prompt_ids
 from .evaluate import eval_mode
 from .model import MiniGPT
 from .sampling import filter_logits

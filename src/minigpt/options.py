@@ -1,8 +1,9 @@
 """The options of the `minigpt` command, made from the config dataclasses where there is one.
 
 A field made with config.option becomes an option here with its names, help and real default
-(`add_options`), so a knob is written once, in config.py. An option left out parses as None, "not
-given", so that config.resolve can fill it in from a preset, a TOML file or a resumed run. The
+(`add_options`), so a knob is written once, in config/knobs.py. An option left out parses as
+None, "not given", so that config.resolve can fill it in from a preset, a TOML file or a resumed
+run. The
 sub-commands' own options (--checkpoint, --port, --stories, ...) are written out below.
 """
 

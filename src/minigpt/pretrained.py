@@ -84,11 +84,6 @@ def resolve(spec: str | Path | None = None) -> Path:
     return _download(match.group(1), str(spec))
 
 
-def default_checkpoint() -> Path:
-    """resolve(None) under its old name, for cli.py until its rewrite (which calls `load`) lands."""
-    return resolve(None)
-
-
 def _download(repo_id: str, given: str) -> Path:
     from .data import hub_reachable
 

@@ -27,7 +27,7 @@ import torch
 from .config import SampleConfig
 from .data import clean_text, iter_stories
 from .evaluate import evaluate_ids, per_char
-from .engine import Engine, run_streams
+from .engine import Engine
 from .pretrained import load, resolve, training_words
 from .tokenizer import WORD
 
@@ -58,7 +58,7 @@ def write_stories(model, tokenizer, n: int, max_new_chars: int, seed: int, tempe
     whether each ended with the end-of-story token."""
     cfg = SampleConfig(max_new_tokens=None, max_new_chars=max_new_chars, temperature=temperature)
     engine = Engine(model, tokenizer, max_batch=min(n, 32))
-    streams = run_streams(engine, [engine.stream("", cfg, seed + i) for i in range(n)])
+    streams = engine.run([engine.stream("", cfg, seed + i) for i in range(n)])
     return [s.text for s in streams], [s.finished == "end of story" for s in streams]
 
 

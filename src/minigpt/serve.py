@@ -40,9 +40,10 @@ from pydantic import BaseModel, Field
 
 from .checkpoint import checkpoint_dirs, latest_state
 from .config import SampleConfig
-from .engine import Engine, Full, Stream, prompt_text
+from .engine import Engine, Full, Stream
 from .errors import UserError
 from .pretrained import load, resolve, run_summary
+from .prompt import prompt_text
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
@@ -63,7 +64,7 @@ class GenerateRequest(BaseModel):
 
 
 class Busy(Exception):
-    pass
+    """No free row and no room to wait: answered 503."""
 
 
 def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: float = 10.0,
@@ -77,8 +78,7 @@ def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: floa
                     max_waiting=4 * max_batch if max_waiting is None else max_waiting)
     stop = threading.Event()
     if engine_thread:
-        threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True,
-                         name="minigpt-engine").start()
+        threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True, name="minigpt-engine").start()
     looks = _Looks()
 
     @asynccontextmanager
@@ -275,7 +275,6 @@ class _Mailbox:
 
 def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
     import tempfile
-
     from .introspect import attention_maps
     from .viz import plot_attention
 
@@ -292,8 +291,8 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
              "step": None, "held_out_bits_per_char": None, "train_bits_per_char": None}
     if checkpoint_dirs(run_dir):
         facts["step"] = latest_state(run_dir).get("step")
-    summary = run_summary(run_dir)  # metrics.jsonl of a run, or the summary of an exported model
-    # held_out_bits_per_char: training's estimate; eval_bits_per_char: `minigpt eval`'s score.
+    summary = run_summary(run_dir)  # metrics.jsonl of a run, or an exported model's summary:
+    # held_out_bits_per_char is training's estimate, eval_bits_per_char `minigpt eval`'s score
     facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char",
                                           "eval_bits_per_char") if summary.get(k) is not None})
     return facts

@@ -101,8 +101,9 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     """Train a model and return its run directory.
 
     resume=True continues the run in `out_dir`: weights, optimizer, step, RNG and data order pick
-    up exactly where the last checkpoint left off; the budget options in `cfg` (epochs,
-    max_steps, max_time, ...) replace the saved ones. `interrupt_at_step` stops as if Ctrl-C had
+    up exactly where the last checkpoint left off. The rules are config.resolve's, as for
+    `minigpt train --resume`: only the RESUMABLE fields of `cfg` may differ from the saved run,
+    and a new budget (epochs, max_steps, max_time) replaces the saved one. `interrupt_at_step` stops as if Ctrl-C had
     been pressed after that step, which is how the tests check resume. Under torchrun every
     process calls this; see distributed.py.
     """

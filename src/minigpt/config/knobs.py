@@ -1,27 +1,20 @@
-"""Configuration: what the model looks like, how it is trained, how it samples, in one place.
+"""The knobs: what the model looks like, how it is trained, how it samples.
 
 Three small dataclasses hold every knob. They keep the seed's names (block_size, batch_size,
 n_embd, num_heads, n_layers, ff_hidden_mult, learning_rate, epochs, dropout, max_new_tokens) so the
 code reads like the diagram it came from. A field made with `option(default, help)` is also a
 command-line option: options.py builds the parser from these fields, so a knob, its default and
-its --help line are written once, here. `resolve` layers the values of a run, in increasing priority:
-
-    dataclass defaults  <  a named preset (--preset)  <  a TOML file (--config)  <  options
-
-and holds the rules of resuming a run (RESUMABLE). Every value is checked by a `validate()` method
-that raises `UserError` with a message a user can act on; `check_range` is the one range check.
+its --help line are written once, here. Every value is checked by a `validate()` method that
+raises `UserError` with a message a user can act on; `check_range` is the one range check.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import tomllib
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def option(default: Any, help: str, *flags: str, **argparse_kw: Any) -> Any:
@@ -199,173 +192,12 @@ class SampleConfig:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-# Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
-# the lowest held-out bits/char in a fixed CPU budget (docs/performance.md has the sweep). "adamw"
-# is the best recipe without Muon; "seed" is the recipe the project started from, kept to compare
-# against.
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"about": "the best recipe we measured for a laptop CPU (the defaults)",
-                "model": {}, "train": {}},
-    "adamw": {"about": "the best AdamW-only recipe: the defaults with AdamW at 2e-3",
-              "model": {}, "train": {"optimizer": "adamw", "learning_rate": 2e-3}},
-    "seed": {"about": "the seed's recipe: 4 x 128, block 128, batch 32, Adam 3e-4 constant, fp32",
-             "model": {"block_size": 128, "n_embd": 128, "num_heads": 4, "n_layers": 4,
-                       "ff_hidden_mult": 4, "dropout": 0.0},
-             "train": {"optimizer": "adamw", "batch_size": 32, "learning_rate": 3e-4,
-                       "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0, "beta2": 0.999,
-                       "grad_clip": 0.0, "precision": "fp32"}},
-}
-
-# Options that may change when a run is resumed; everything else comes from the run.
-RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "keep_checkpoints", "plot_loss", "device", "threads")
-BUDGET = ("epochs", "max_steps", "max_time")  # given together or not at all: one budget
-
-
-def resolve(preset: str | None = None, toml: str | Path | None = None,
-            overrides: dict[str, Any] | None = None,
-            resumed: tuple[ModelConfig, TrainConfig] | None = None) -> tuple[ModelConfig, TrainConfig]:
-    """The checked (ModelConfig, TrainConfig) of a run: the defaults, then the named `preset`,
-    then the TOML file `toml`, then `overrides` (field name -> value; None means "not given").
-
-    `resumed` is the pair a run was saved with (`saved_configs(run_dir)`). Resuming continues the
-    run as it was saved: no preset or file, and only the RESUMABLE fields may take a new value (a
-    value equal to the saved one is no change). A new budget (any of epochs, max_steps, max_time)
-    replaces the whole saved budget, so `--resume RUN --max-steps 5000` means "go to 5000".
-    """
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    model_keys = {f.name for f in fields(ModelConfig)}
-    train_keys = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(given) - model_keys - train_keys)
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)}")
-    layers = [{"model": {k: v for k, v in given.items() if k in model_keys},
-               "train": {k: v for k, v in given.items() if k in train_keys}}]
-    if resumed is None:
-        model_cfg, cfg = ModelConfig(), TrainConfig()
-        layers[:0] = [_preset(preset), load_toml(toml) if toml else {"model": {}, "train": {}}]
-    else:
-        model_cfg, cfg = resumed
-        _check_resumable(model_cfg, cfg, given, preset, toml)
-        if any(k in given for k in BUDGET):
-            cfg = dataclasses.replace(cfg, **{k: None for k in BUDGET})
-    for layer in layers:
-        model_cfg = merged(model_cfg, layer["model"], "model")
-        cfg = merged(cfg, layer["train"], "train")
-    model_cfg.validate()
-    cfg.validate()
-    return model_cfg, cfg
-
-
-def _check_resumable(model_cfg: ModelConfig, cfg: TrainConfig, given: dict[str, Any],
-                     preset: str | None, toml: str | Path | None) -> None:
-    """Refuse, in one line, whatever would change a resumed run other than RESUMABLE fields."""
-    saved = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(cfg)}
-    fixed = [k for k, v in given.items() if k not in RESUMABLE and v != saved[k]]
-    fixed += [name for name, value in (("preset", preset), ("config", toml)) if value is not None]
-    if fixed:
-        raise UserError(f"--resume continues a run as it was saved; {', '.join(sorted(fixed))} "
-                        f"cannot change (only {', '.join(RESUMABLE)} can)")
-
-
-def saved_configs(run_dir: str | Path) -> tuple[ModelConfig, TrainConfig]:
-    """The (ModelConfig, TrainConfig) a run was saved with, from its config.json."""
-    from .checkpoint import CONFIG, check_run_dir, read_json  # checkpoint.py imports this module
-
-    run_dir = check_run_dir(run_dir)
-    saved = read_json(run_dir / CONFIG)
-    train = dict(saved.get("train", {}))
-    train.setdefault("optimizer", "adamw")  # runs from before the choice all trained with AdamW
-    return (from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model"),
-            from_dict(TrainConfig, train, f"{run_dir}/{CONFIG} train"))
-
-
-def given_fields(model_cfg: ModelConfig | None, cfg: TrainConfig | None) -> dict[str, Any]:
-    """What a Python caller of train(resume=True) asks for, as `resolve` overrides: every
-    RESUMABLE field of `cfg` and any other field that differs from its default."""
-    given: dict[str, Any] = {}
-    for config in (model_cfg, cfg):
-        if config is not None:
-            default = type(config)()
-            given.update({f.name: getattr(config, f.name) for f in fields(config)
-                          if getattr(config, f.name) != getattr(default, f.name)})
-    if cfg is not None:
-        given.update({k: getattr(cfg, k) for k in RESUMABLE})
-    return given
-
-
-def _preset(name: str | None) -> dict[str, dict[str, Any]]:
-    """The model and train overrides of a named preset (none for None)."""
-    if name is None:
-        return {"model": {}, "train": {}}
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    return {"model": dict(PRESETS[name]["model"]), "train": dict(PRESETS[name]["train"])}
-
-
 def parse_duration(text: str) -> float:
     """'90' or '90s' -> 90.0, '10m' -> 600.0, '1.5h' -> 5400.0 (seconds)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
         raise UserError(f"cannot read duration {text!r}: use a positive number with s, m or h, e.g. 10m")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-def from_dict(cls, values: dict[str, Any], where: str):
-    """Build dataclass `cls` from `values`, refusing unknown keys and wrong types."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise UserError(f"unknown {where} key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    for key, value in values.items():
-        if not _type_ok(str(known[key].type), value):
-            raise UserError(f"{where} {key} must be of type {known[key].type}, got {value!r}")
-    return cls(**values)
-
-
-def _type_ok(annotation: str, value: Any) -> bool:
-    """Does `value` fit a simple annotation such as 'int', 'float | None' or 'list[str]'?"""
-    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
-              "None": lambda v: v is None,
-              "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)}
-    return any(checks[part.strip()](value) for part in annotation.split("|"))
-
-
-def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a config file with optional [model], [train] and [sample] tables.
-
-    Keys outside a table are sorted into the right one by name, so a flat file works too.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
-    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "sample": {}}
-    owners = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
-    for key, value in raw.items():
-        if key in sections and isinstance(value, dict):
-            sections[key].update(value)
-            continue
-        for name, cls in owners.items():
-            if key in {f.name for f in fields(cls)}:
-                sections[name][key] = value
-                break
-        else:
-            raise UserError(f"config file {path}: unknown key {key!r}")
-    return sections
-
-
-def merged(base, overrides: dict[str, Any], where: str):
-    """A copy of dataclass `base` with `overrides` applied (None values are ignored)."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    current = dataclasses.asdict(base)
-    current.update(values)
-    return from_dict(type(base), current, where)
 
 
 def check_range(name: str, value: Any, low: float, high: float | None = None) -> None:

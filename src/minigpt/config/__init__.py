@@ -1,0 +1,15 @@
+"""Configuration, in one place: the knobs (knobs.py) and where their values come from (layers.py).
+
+    knobs.py    ModelConfig, TrainConfig, SampleConfig: every knob, its default, its --help line
+                and its checks (validate(), check_range)
+    layers.py   resolve(preset, toml, overrides, resumed): defaults < preset < TOML < options,
+                and the rules of resuming a run (RESUMABLE)
+"""
+
+from .knobs import ModelConfig, SampleConfig, TrainConfig, check_range, option, parse_duration
+from .layers import (BUDGET, PRESETS, RESUMABLE, from_dict, given_fields, load_toml, merged, resolve,
+                     saved_configs)
+
+__all__ = ["BUDGET", "PRESETS", "RESUMABLE", "ModelConfig", "SampleConfig", "TrainConfig",
+           "check_range", "from_dict", "given_fields", "load_toml", "merged", "option",
+           "parse_duration", "resolve", "saved_configs"]
