@@ -22,6 +22,7 @@ def run(*args, cwd=None):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_train_generate_eval_end_to_end(tmp_path, story_file):
     out = tmp_path / "run"
     result = run("train", "--data", story_file, "--out", str(out), "--max-steps", "40", *TINY)
@@ -42,6 +43,7 @@ def test_train_generate_eval_end_to_end(tmp_path, story_file):
     assert latest_state(out)["step"] == 60
 
 
+@pytest.mark.slow
 def test_toml_config_with_command_line_override(tmp_path, story_file):
     config = tmp_path / "c.toml"
     config.write_text("[model]\nn_layers = 2\nn_embd = 48\n[train]\nmax_steps = 3\nbatch_size = 4\n")
@@ -54,6 +56,7 @@ def test_toml_config_with_command_line_override(tmp_path, story_file):
     assert saved["train"]["max_steps"] == 3 and saved["train"]["batch_size"] == 4
 
 
+@pytest.mark.slow
 def test_seed_entry_points(tmp_path, story_file):
     env_path = f"{ROOT}"
     bundled = subprocess.run([sys.executable, "-c", "import generate; print(generate.checkpoint.name)"],
@@ -76,6 +79,7 @@ def test_seed_entry_points(tmp_path, story_file):
     assert used.returncode == 0 and used.stdout.strip() == "ok", used.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_interrupt_saves_a_checkpoint_and_exits_cleanly(tmp_path, story_file, sig):
     import signal

@@ -12,6 +12,7 @@ from minigpt import ModelConfig, TrainConfig, load, train
 from minigpt.checkpoint import checkpoint_dirs, latest_state
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # real torchrun process groups
 MODEL = ["--block-size", "32", "--n-embd", "32", "--num-heads", "2", "--n-layers", "1"]
 COMMON = ["--batch-size", "8", "--eval-interval", "10", "--eval-batches", "2", "--sample-chars", "0",
           "--threads", "1", "--warmup-steps", "2", "--seed", "5"]

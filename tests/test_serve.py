@@ -152,6 +152,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("MINIGPT_REQUIRE_BROWSER"),
                     reason="needs Chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.slow
 def test_real_browser_types_a_prompt_and_sees_the_story_stream(tiny_run, tmp_path):
     import uvicorn
     from playwright.sync_api import sync_playwright
@@ -275,6 +276,7 @@ def test_look_inside_never_fails_beside_stories(client):
     assert len(codes) == 6 + 6 + 12 + 12 + 4 and set(codes) == {200}
 
 
+@pytest.mark.slow
 def test_the_serve_command_writes_stories_and_stops_on_sigterm(tiny_run):
     """`minigpt serve` itself: the engine in the main thread, the web server in another; two
     overlapping requests are answered, and SIGTERM stops it cleanly (exit 0)."""

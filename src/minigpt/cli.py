@@ -52,16 +52,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .data import normalise_characters
     from .engine import Engine
 
     cfg = _sampling(args)
     model, tokenizer, _ = _load(args, args.device)
-    prompt = normalise_characters(args.prompt)
     engine = Engine(model, tokenizer, max_batch=min(cfg.num_samples, 64), use_cache=cfg.use_cache)
     # Story i uses seed + i; all of them are written at once, one batched step per character.
-    streams = [engine.add(engine.stream(prompt, cfg, None if cfg.seed is None else cfg.seed + i))
+    streams = [engine.add(engine.stream(args.prompt, cfg, None if cfg.seed is None else cfg.seed + i))
                for i in range(cfg.num_samples)]  # an unknown prompt character fails here, first
+    prompt = streams[0].prompt  # as the model reads it (prompt.py)
     if len(streams) == 1:  # one story streams to the terminal as it is written
         streams[0].notify = lambda kind, piece: kind == "piece" and print(piece, end="", flush=True)
         print(prompt, end="", flush=True)
