@@ -50,3 +50,9 @@ def test_forget_after_keeps_only_what_was_logged_up_to_the_step(tmp_path):
 def test_forget_after_leaves_a_run_without_logs_alone(tmp_path):
     forget_after(tmp_path, 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reader_skips_damaged_bytes_and_absurdly_nested_lines(tmp_path):
+    (tmp_path / METRICS).write_bytes(b'{"step": 10}\n\xff\xfe{"step"\n' + b"[" * 100_000 + b"\n"
+                                     + b'{"step": 20}\n')
+    assert read_metrics(tmp_path) == [{"step": 10}, {"step": 20}]
