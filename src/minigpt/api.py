@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from .config import SampleConfig
-from .data import iter_stories
-from .errors import UserError
-from .evaluate import encode_for_eval, evaluate_ids, per_char
+from .evaluate import evaluate_data
 from .generate import generate_batch as _generate_batch
 from .generate import generate_text
 from .model import MiniGPT
@@ -44,22 +40,4 @@ def evaluate(model: MiniGPT, tokenizer: Tokenizer, data: str | list[str],
     """Held-out loss on data specs (files, directories, 'bundled'): nats_per_char, bits_per_char,
     perplexity (per character, whatever the tokenizer), chars, tokens, nats_per_token, and
     skipped_chars (characters a char vocabulary lacks, left out); unk_share for word models."""
-    specs = [data] if isinstance(data, str) else list(data)
-
-    def stories():
-        total = 0
-        for spec in specs:
-            for story in iter_stories(spec):
-                yield story
-                total += len(story)
-                if max_chars is not None and total >= max_chars:
-                    return
-
-    ids, skipped, chars = encode_for_eval(tokenizer, stories())
-    if len(ids) < 2:
-        raise UserError(f"no text to evaluate in {', '.join(specs)}")
-    with torch.inference_mode():
-        result = per_char(evaluate_ids(model, ids), chars)
-    if tokenizer.kind == "word":
-        result["unk_share"] = ids.count(tokenizer.unk_id) / max(len(ids) - 1, 1)
-    return dict(result, skipped_chars=skipped)
+    return evaluate_data(model, tokenizer, data, max_chars)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import clean_text, get_batch
+from .data import clean_text, get_batch, iter_stories
+from .errors import UserError
 from .model import MiniGPT
 from .tokenizer import Tokenizer
 
@@ -127,3 +128,28 @@ def estimate_loss(model: MiniGPT, ids: np.ndarray, batches: int, batch_size: int
             _, loss, _ = model(x, y)
             losses.append(loss.item())
     return float(np.mean(losses))
+
+
+def evaluate_data(model: MiniGPT, tokenizer: Tokenizer, data: str | list[str],
+                  max_chars: int | None = None) -> dict:
+    """Held-out loss on data specs (files, directories, 'bundled'), up to `max_chars` characters:
+    what `minigpt eval` and `minigpt.evaluate` report (see api.evaluate for the fields)."""
+    specs = [data] if isinstance(data, str) else list(data)
+
+    def stories():
+        total = 0
+        for spec in specs:
+            for story in iter_stories(spec):
+                yield story
+                total += len(story)
+                if max_chars is not None and total >= max_chars:
+                    return
+
+    ids, skipped, chars = encode_for_eval(tokenizer, stories())
+    if len(ids) < 2:
+        raise UserError(f"no text to evaluate in {', '.join(specs)}")
+    with torch.inference_mode():
+        result = per_char(evaluate_ids(model, ids), chars)
+    if tokenizer.kind == "word":
+        result["unk_share"] = ids.count(tokenizer.unk_id) / max(len(ids) - 1, 1)
+    return dict(result, skipped_chars=skipped)

@@ -26,8 +26,8 @@ import torch
 
 from .config import SampleConfig
 from .data import clean_text, iter_stories
-from .evaluate import evaluate_ids, per_char
 from .engine import Engine
+from .evaluate import evaluate_data, evaluate_ids, per_char
 from .pretrained import load, resolve, training_words
 from .tokenizer import WORD
 
@@ -65,14 +65,13 @@ def write_stories(model, tokenizer, n: int, max_new_chars: int, seed: int, tempe
 def report(source=None, data: list[str] | None = None, stories: int = 20, max_new_chars: int = 1500,
            seed: int = 0, temperature: float = 0.8, device: str = "cpu") -> dict:
     """The whole report as a dict (see the module docstring)."""
-    from .api import evaluate
     from .data import load_splits
 
     path = resolve(source)
     model, tokenizer, _ = load(path, device)
     out = {"model": str(path), "parameters": model.num_parameters(), "tokenizer": tokenizer.kind}
     if data:
-        held = evaluate(model, tokenizer, data)
+        held = evaluate_data(model, tokenizer, data)
         out["held_out"] = {"data": data, **held}
     elif (path / "data" / "val.bin").exists():
         splits = load_splits(path / "data", tokenizer)
