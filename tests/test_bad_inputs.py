@@ -54,6 +54,24 @@ TABLE = [
     ("cli", "empty held-out data", ["train", "--data", "{story}", "--val-data", "{d}/empty.txt", *NEW],
      "no text found in --val-data"),
     ("cli", "max_chars zero", ["train", "--max-chars", "0", *NEW], "max_chars must be a positive"),
+    # issue 19: odd files and damaged runs
+    ("cli", "data file is a FIFO (named pipe)", ["train", "--data", "{d}/odd/fifo.txt", *NEW],
+     "is a FIFO (named pipe), not a regular file"),
+    ("cli", "data file is a device", ["train", "--data", "/dev/zero", *NEW], "is a character device"),
+    ("cli", "config file is a FIFO", ["train", "--config", "{d}/odd/fifo.toml", *NEW], "is a FIFO"),
+    ("cli", "JSON nested 100000 deep", ["train", "--data", "{d}/odd/deep.json", *NEW],
+     "nests JSON more than 100 levels"),
+    ("cli", ".parquet text column of integers", ["train", "--data", "{d}/odd/ints.parquet", *NEW],
+     "not strings"),
+    ("cli", "tokenizer.json with chars as a number", ["generate", "--checkpoint", "{d}/oddtokenizer"],
+     "needs a \"chars\" list, got 5"),
+    ("cli", "config.json with n_embd \"abc\"", ["generate", "--checkpoint", "{d}/oddconfig"],
+     "n_embd must be of type int, got 'abc'"),
+    ("cli", "weights holding NaN", ["generate", "--checkpoint", "{d}/nanweights"], "NaN or infinite"),
+    ("cli", "truncated val.bin", ["report", "--checkpoint", "{d}/truncval", "--stories", "1"],
+     "meta.json recorded"),
+    ("cli", "truncated train.bin on resume", ["train", "--resume", "{d}/trunctrain"],
+     "meta.json recorded"),
     # config files
     ("cli", "config file does not exist", ["train", "--config", "{d}/none.toml", *NEW], "does not exist"),
     ("cli", "config file is not TOML", ["train", "--config", "{d}/bad.toml", *NEW], "not valid TOML"),
@@ -201,6 +219,28 @@ def ws(tmp_path_factory, tiny_run):
              "model": {**json.loads((r / "config.json").read_text())["model"], "n_embd": 64}})),
         "badconfig": lambda r: (r / "config.json").write_text("{not json"),
         "notokenizer": lambda r: (r / "tokenizer.json").unlink(),
+    }.items():
+        shutil.copytree(tiny_run, tmp_path / name)
+        change(tmp_path / name)
+    # issue 19: odd files and damaged runs (special files in odd/, so no row reading {d} meets them)
+    from minigpt.checkpoint import read_tensors, write_tensors
+    (tmp_path / "odd").mkdir()
+    os.mkfifo(tmp_path / "odd" / "fifo.txt")
+    os.mkfifo(tmp_path / "odd" / "fifo.toml")
+    (tmp_path / "odd" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "odd" / "ints.parquet")
+    nan = {k: v.clone() for k, v in read_tensors(tiny_run / "model.safetensors").items()}
+    next(v for v in nan.values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    for name, change in {
+        "oddtokenizer": lambda r: (r / "tokenizer.json").write_text(json.dumps(
+            {**json.loads((r / "tokenizer.json").read_text()), "chars": 5})),
+        "oddconfig": lambda r: (r / "config.json").write_text(json.dumps(
+            {**json.loads((r / "config.json").read_text()),
+             "model": {**json.loads((r / "config.json").read_text())["model"], "n_embd": "abc"}})),
+        "nanweights": lambda r: write_tensors(r / "model.safetensors", nan),
+        "truncval": lambda r: (r / "data" / "val.bin").write_bytes((r / "data" / "val.bin").read_bytes()[:-7]),
+        "trunctrain": lambda r: (r / "data" / "train.bin").write_bytes(
+            (r / "data" / "train.bin").read_bytes()[:-7]),
     }.items():
         shutil.copytree(tiny_run, tmp_path / name)
         change(tmp_path / name)

@@ -41,6 +41,8 @@ from safetensors.torch import save_file
 from . import __version__
 from .config import ModelConfig, from_dict
 from .errors import UserError
+from .files import read_json as _read_json_file
+from .files import regular_file
 from .model import MiniGPT
 from .tokenizer import Tokenizer, load_tokenizer
 
@@ -76,12 +78,16 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file of a run directory (regular file, bounded nesting); any damage names it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _read_json_file(path)
     except FileNotFoundError:
         raise UserError(f"{path} is missing: is {path.parent} a training run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); the run cannot be loaded") from None
+    except UserError as exc:
+        if str(exc).startswith(f"{path} is not valid JSON"):
+            raise UserError(f"{path} is damaged: {str(exc)[len(str(path)) + 4:]}; "
+                            "the run cannot be loaded") from None
+        raise
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -105,6 +111,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Load a .safetensors file and verify its checksum; any damage is a UserError naming it."""
     if not path.exists():
         raise UserError(f"{path} is missing: the run has no saved checkpoint yet")
+    regular_file(path, "weights file")  # safe_open of a FIFO would wait forever
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -234,21 +241,63 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
     config = read_json(run_dir / CONFIG)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise UserError(f"{run_dir / CONFIG} has no 'model' section; the run cannot be loaded")
-    model_config = from_dict(ModelConfig, config["model"], f"{run_dir / CONFIG} model")
+    model_config = saved_model_config(run_dir / CONFIG, config["model"])
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
     if tokenizer.vocab_size != model_config.vocab_size:
         raise UserError(f"{run_dir}: tokenizer.json has {tokenizer.vocab_size} symbols but the model "
                         f"expects {model_config.vocab_size}; the files come from different runs")
+    tensors = read_tensors(run_dir / WEIGHTS)
+    _check_shapes(model_config, tensors, run_dir / WEIGHTS)  # before allocating the model
     model = MiniGPT(model_config)
-    load_weights(model, run_dir / WEIGHTS)
+    load_weights(model, run_dir / WEIGHTS, tensors)
     model.to(device).eval()
     return model, tokenizer, config
 
 
-def load_weights(model: MiniGPT, path: Path) -> None:
-    """Copy a model.safetensors file into `model`, refusing weights of another shape."""
+def saved_model_config(path: Path, values: Any) -> ModelConfig:
+    """The "model" section of a config.json, every field checked (types, then ranges) with an
+    error naming the file and the field."""
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: 'model' must be an object, got {values!r}; the run cannot be loaded")
+    model_config = from_dict(ModelConfig, values, f"{path} model")
     try:
-        model.load_state_dict(read_tensors(path))
+        model_config.validate()
+    except UserError as exc:
+        raise UserError(f"{path} model: {exc}; the file is damaged or was edited") from None
+    if model_config.vocab_size < 1:
+        raise UserError(f"{path} model: vocab_size must be a positive integer, got "
+                        f"{model_config.vocab_size}; the file is damaged or was edited")
+    return model_config
+
+
+def _check_shapes(model_config: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights whose names or shapes differ from the model config.json describes, by
+    building that model on the meta device (no memory), so an edited n_embd of 10**9 costs
+    nothing."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in MiniGPT(model_config).state_dict().items()}
+    except RuntimeError as exc:  # sizes past what torch can even describe
+        raise UserError(f"{path} does not match config.json (config.json describes a model too "
+                        f"large to build: {str(exc).splitlines()[0]})") from None
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise UserError(f"{path} does not match config.json (it lacks the tensor {name})")
+        if tuple(tensors[name].shape) != shape:
+            raise UserError(f"{path} does not match config.json ({name} is "
+                            f"{tuple(tensors[name].shape)}, config.json needs {shape})")
+
+
+def load_weights(model: MiniGPT, path: Path, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Copy a model.safetensors file into `model`, refusing weights of another shape and
+    weights that are not finite (NaN or inf would write empty stories)."""
+    tensors = read_tensors(path) if tensors is None else tensors
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise UserError(f"{path}: tensor {name} holds NaN or infinite values; the weights are "
+                            "damaged (use an earlier checkpoint or train again)")
+    try:
+        model.load_state_dict(tensors)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{path} does not match config.json ({first})") from None
@@ -266,11 +315,11 @@ def load_train_state(run_dir: Path, model: MiniGPT, optimizer: torch.optim.Optim
         raise UserError(f"{run_dir} has no checkpoint to resume from ({CHECKPOINTS}/ is empty)")
     for directory in candidates:
         try:
-            state = read_json(directory / STATE)
+            state = _checked_state(directory / STATE, resuming=True)
             tensors = read_tensors(directory / TRAIN_STATE)
             load_weights(model, directory / WEIGHTS)
             optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_param_groups"]))
-        except (UserError, KeyError, ValueError) as exc:
+        except (UserError, KeyError, ValueError, TypeError, IndexError) as exc:
             log(f"skipping damaged checkpoint {directory.name}: {exc}")
             continue
         rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
@@ -283,7 +332,27 @@ def latest_state(run_dir: str | Path) -> dict:
     candidates = checkpoint_dirs(Path(run_dir))
     if not candidates:
         raise UserError(f"{run_dir} has no checkpoint yet")
-    return read_json(candidates[0] / STATE)
+    return _checked_state(candidates[0] / STATE)
+
+
+def _checked_state(path: Path, resuming: bool = False) -> dict:
+    """state.json of a checkpoint: an object whose step is a count, its times and losses numbers
+    (needed when `resuming`) and its optimizer groups a list; anything else is a UserError
+    naming the file and the field."""
+    state = read_json(path)
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not a JSON object; the checkpoint is damaged")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise UserError(f"{path}: step must be an integer >= 0, got {step!r}; the checkpoint is damaged")
+    for key in ("elapsed_s", "best_val_nats"):
+        value = state.get(key)
+        if (value is not None or resuming) and (isinstance(value, bool)
+                                                or not isinstance(value, (int, float))):
+            raise UserError(f"{path}: {key} must be a number, got {value!r}; the checkpoint is damaged")
+    if not isinstance(state.get("optimizer_param_groups", [] if not resuming else None), list):
+        raise UserError(f"{path}: optimizer_param_groups must be a list; the checkpoint is damaged")
+    return state
 
 
 def find_latest_run(root: str | Path = "runs") -> Path:

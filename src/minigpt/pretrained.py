@@ -31,13 +31,14 @@ import string
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json,
                          write_json, write_tensors)
 from .device import pick_device
+from .data import load_splits
 from .errors import UserError
+from .files import regular_file
 from .model import MiniGPT
 from .runlog import METRICS, read_metrics
 from .tokenizer import WORD, Tokenizer, load_tokenizer
@@ -152,26 +153,37 @@ def run_summary(run: Path) -> dict:
     """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
     summary = {}
     if (run / METRICS).exists():
-        lines = read_metrics(run)
-        if lines:
-            last = lines[-1]
-            train_bpc = last.get("train_bpc", last["train_nats"] / math.log(2))  # older runs: char only
-            summary = {"step": last["step"], "held_out_bits_per_char": round(last["val_bpc"], 4),
-                       "train_bits_per_char": round(train_bpc, 4)}
-    elif isinstance(read_json(run / CONFIG).get("summary"), dict):
-        summary = read_json(run / CONFIG)["summary"]
+        # read_metrics skips torn lines; a record lacking a field (edited) is passed over too
+        for last in reversed(read_metrics(run)):
+            if "train_bpc" not in last and _number(last.get("train_nats")):  # older runs: char only
+                last = dict(last, train_bpc=last["train_nats"] / math.log(2))
+            if isinstance(last.get("step"), int) and all(_number(last.get(k)) for k in ("val_bpc", "train_bpc")):
+                summary = {"step": last["step"], "held_out_bits_per_char": round(last["val_bpc"], 4),
+                           "train_bits_per_char": round(last["train_bpc"], 4)}
+                break
+    else:
+        config = read_json(run / CONFIG)
+        if isinstance(config, dict) and isinstance(config.get("summary"), dict):
+            summary = config["summary"]
     return summary
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def training_words(run: Path, tokenizer: Tokenizer | None = None, max_tokens: int = 50_000_000) -> list[str]:
     """The distinct words (lower case) of a run's training text, or of a model's words.txt."""
     if (run / WORDS).exists():
-        return (run / WORDS).read_text(encoding="utf-8").split()
-    train = run / "data" / "train.bin"
-    if not train.exists():
+        try:
+            return regular_file(run / WORDS, "word list").read_text(encoding="utf-8").split()
+        except UnicodeDecodeError:
+            raise UserError(f"{run / WORDS} is not UTF-8 text; the model directory is damaged") from None
+    if not (run / "data" / "train.bin").exists():
         return []
     tokenizer = tokenizer or load_tokenizer(run / TOKENIZER)
-    ids = np.memmap(train, dtype=tokenizer.dtype, mode="r")[:max_tokens]
+    # load_splits checks the prepared data (size, count, ids in range) before it is decoded
+    ids = load_splits(run / "data", tokenizer).train[:max_tokens]
     words: set[str] = set()
     carry = ""  # a word cut by the chunk boundary waits for the rest of its letters
     for start in range(0, len(ids), 1 << 20):

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from .files import regular_file, too_deep
+
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.txt"
 _SAMPLE_HEADER = re.compile(r"--- step (\d+)\s*")
@@ -37,13 +39,17 @@ def append_sample(run_dir: str | Path, step: int, story: str) -> None:
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """Every record in metrics.jsonl, oldest first; none yet (or no file): an empty list.
 
-    A line that is not a JSON object -- the torn end a kill leaves, or anything else -- is skipped.
+    A line that is not a JSON object -- the torn end a kill leaves, or anything else -- is skipped,
+    and so is one nested deeper than files.MAX_JSON_DEPTH. A FIFO, socket or device in the file's
+    place is a UserError (it is never opened).
     """
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in regular_file(path, "metrics").read_text(encoding="utf-8", errors="replace").splitlines():
+        if too_deep(line):
+            continue
         try:
             record = json.loads(line)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
@@ -62,7 +68,8 @@ def forget_after(run_dir: str | Path, step: int) -> None:
     samples = run_dir / SAMPLES
     if samples.exists():
         kept, keeping = [], True
-        for line in samples.read_text(encoding="utf-8").splitlines(keepends=True):
+        text = regular_file(samples, "samples").read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines(keepends=True):
             header = _SAMPLE_HEADER.fullmatch(line)
             if header:  # a story's first line says which step printed it
                 keeping = int(header.group(1)) <= step

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .files import read_json
 
 EOS_TEXT = "<|endoftext|>"
 UNK_TEXT = "<unk>"
@@ -106,10 +107,16 @@ class CharTokenizer(_Base):
         return {"kind": self.kind, "eos": EOS_TEXT, "eos_id": self.eos_id, "chars": self.chars}
 
     @classmethod
-    def from_dict(cls, data: dict) -> CharTokenizer:
-        if not isinstance(data.get("chars"), list):
-            raise UserError("tokenizer.json: a character tokenizer needs a \"chars\" list")
-        return cls(data["chars"])
+    def from_dict(cls, data: dict, where: str = "tokenizer.json") -> CharTokenizer:
+        chars = _string_list(data, "chars", where, "a character tokenizer")
+        bad = next((c for c in chars if len(c) != 1 or c == "\x00"), None)
+        if bad is not None:
+            raise UserError(f"{where}: \"chars\" must hold single characters (not NUL), got {bad!r}; "
+                            "the file is damaged")
+        if len(chars) + 1 > MAX_VOCAB:
+            raise UserError(f"{where}: \"chars\" holds {len(chars)} characters, more than "
+                            f"{MAX_VOCAB - 1}; the file is damaged")
+        return cls(chars)
 
 
 class BPETokenizer(_Base):
@@ -165,11 +172,29 @@ class BPETokenizer(_Base):
                 "huggingface": json.loads(self.hf.to_str())}
 
     @classmethod
-    def from_dict(cls, data: dict) -> BPETokenizer:
-        if not isinstance(data.get("huggingface"), dict):
-            raise UserError("tokenizer.json: a bpe tokenizer needs its \"huggingface\" object")
+    def from_dict(cls, data: dict, where: str = "tokenizer.json") -> BPETokenizer:
+        hf = data.get("huggingface")
+        model = hf.get("model") if isinstance(hf, dict) else None
+        if not isinstance(model, dict):
+            raise UserError(f"{where}: a bpe tokenizer needs its \"huggingface\" object with a "
+                            "\"model\"; the file is damaged")
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or not vocab:
+            raise UserError(f"{where}: huggingface.model.vocab must be an object of token: id, got "
+                            f"{_short(vocab)}; the file is damaged")
+        ids = list(vocab.values())
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+            raise UserError(f"{where}: huggingface.model.vocab ids must be integers; the file is damaged")
+        if sorted(ids) != list(range(len(ids))) or len(ids) + 1 > MAX_VOCAB:
+            raise UserError(f"{where}: huggingface.model.vocab ids must be 0..{len(ids) - 1}, each once "
+                            f"(at most {MAX_VOCAB - 1} tokens); the file is damaged")
         tk = _import_tokenizers()
-        return cls(tk.Tokenizer.from_str(json.dumps(data["huggingface"])))
+        try:
+            return cls(tk.Tokenizer.from_str(json.dumps(hf)))
+        except Exception as exc:  # the Rust library raises plain Exception for any bad field
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{where}: the bpe tokenizer cannot be read ({first}); "
+                            "the file is damaged") from None
 
 
 # A word: a run of letters. The word tokenizer's words, and the words that `minigpt report`
@@ -237,10 +262,19 @@ class WordTokenizer(_Base):
                 "unk_id": self.unk_id, "words": self.words[2:]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> WordTokenizer:
-        if not isinstance(data.get("words"), list):
-            raise UserError("tokenizer.json: a word tokenizer needs a \"words\" list")
-        return cls(data["words"])
+    def from_dict(cls, data: dict, where: str = "tokenizer.json") -> WordTokenizer:
+        words = _string_list(data, "words", where, "a word tokenizer")
+        for required in (" ", "\n"):
+            if required not in words:
+                raise UserError(f"{where}: \"words\" lacks {required!r}, which every word "
+                                "vocabulary holds; the file is damaged")
+        bad = next((w for w in words if not w or w in (EOS_TEXT, UNK_TEXT)), None)
+        if bad is not None:
+            raise UserError(f"{where}: \"words\" holds {bad!r}, which is not a word; the file is damaged")
+        if len(words) + 2 > MAX_VOCAB:
+            raise UserError(f"{where}: \"words\" holds {len(words)} words, more than {MAX_VOCAB - 2}; "
+                            "the file is damaged")
+        return cls(words)
 
 
 Tokenizer = CharTokenizer | BPETokenizer | WordTokenizer
@@ -254,23 +288,51 @@ def train_tokenizer(kind: str, stories: Iterable[str], vocab_size: int | None = 
     return _CLASSES[kind].train(stories, vocab_size or DEFAULT_VOCAB[kind])
 
 
-def tokenizer_from_dict(data: dict) -> Tokenizer:
-    cls = _CLASSES.get(data.get("kind")) if isinstance(data, dict) else None
+def tokenizer_from_dict(data: dict, where: str = "tokenizer.json") -> Tokenizer:
+    """The tokenizer a dict from tokenizer.json describes; every field is checked, and anything
+    odd (wrong types, duplicates, ids out of range) is a UserError starting with `where`."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where} must hold a JSON object, got {_short(data)}; the file is damaged")
+    kind = data.get("kind")
+    cls = _CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        kind = data.get("kind") if isinstance(data, dict) else None
-        raise UserError(f"tokenizer.json has an unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
-    return cls.from_dict(data)
+        raise UserError(f"{where} has an unknown kind {_short(kind)} (expected one of {', '.join(KINDS)})")
+    for key, expected in (("eos_id", 0), ("unk_id", getattr(cls, "unk_id", None))):
+        if key in data and expected is not None and (type(data[key]) is not int or data[key] != expected):
+            raise UserError(f"{where}: {key} must be {expected}, got {_short(data[key])}; "
+                            "the file is damaged")
+    return cls.from_dict(data, where)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read tokenizer.json from a run directory."""
+    """Read tokenizer.json from a run directory (a regular file of bounded JSON, checked)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, "tokenizer")
     except FileNotFoundError:
         raise UserError(f"{path} is missing: is this a run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from None
-    return tokenizer_from_dict(data)
+    return tokenizer_from_dict(data, str(path))
+
+
+def _string_list(data: dict, key: str, where: str, who: str) -> list[str]:
+    """data[key] as a list of distinct strings, else a UserError naming the file and field."""
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise UserError(f"{where}: {who} needs a \"{key}\" list, got {_short(value)}; the file is damaged")
+    bad = next((v for v in value if not isinstance(v, str)), None)
+    if bad is not None:
+        raise UserError(f"{where}: \"{key}\" must hold strings only, got {_short(bad)}; "
+                        "the file is damaged")
+    seen: set[str] = set()
+    twice = next((v for v in value if v in seen or seen.add(v)), None)
+    if twice is not None:
+        raise UserError(f"{where}: \"{key}\" holds {twice!r} twice; the file is damaged")
+    return value
+
+
+def _short(value) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _import_tokenizers():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import regular_file
 from .knobs import ModelConfig, SampleConfig, TrainConfig
 
 
@@ -151,11 +152,13 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
     """
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(regular_file(path, "config file").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise UserError(f"config file {path} nests arrays or tables too deeply to be a config") from None
     sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "sample": {}}
     owners = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
     for key, value in raw.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import UserError
+from ..files import read_json, regular_file
 from ..tokenizer import CharTokenizer, Tokenizer, train_tokenizer
 from .clean import clean_text
 from .sources import HUB_DEFAULT_MAX_CHARS, iter_stories
@@ -88,18 +90,66 @@ def prepare_data(cfg: TrainConfig, data_dir: Path, log=print) -> Splits:
 
 
 def load_splits(data_dir: Path, tokenizer: Tokenizer) -> Splits:
-    """Open the prepared arrays of a run directory read-only, without loading them into memory."""
+    """Open the prepared arrays of a run directory read-only, without loading them into memory.
+
+    Each file is checked first, so a damaged one is a UserError naming it rather than a wrong
+    score: a regular file, a whole number of ids, as many as meta.json recorded, every id inside
+    the tokenizer's vocabulary.
+    """
+    meta = _read_meta(data_dir / "meta.json")
+    damaged = "the run's prepared data is damaged: start a new run (--out) from the data"
     arrays = []
-    for name in ("train.bin", "val.bin"):
-        path = data_dir / name
-        if not path.exists() or path.stat().st_size == 0:
-            raise UserError(f"{path} is missing or empty: the run's prepared data is damaged")
-        arrays.append(np.memmap(path, dtype=tokenizer.dtype, mode="r"))
-    try:
-        meta = json.loads((data_dir / "meta.json").read_text())
-    except (OSError, ValueError):
-        meta = {}
+    for split in ("train", "val"):
+        path = data_dir / f"{split}.bin"
+        try:
+            size = os.stat(regular_file(path, "prepared data")).st_size
+        except FileNotFoundError:
+            size = 0
+        if size == 0:
+            raise UserError(f"{path} is missing or empty: {damaged}")
+        item = tokenizer.dtype.itemsize
+        if size % item:
+            raise UserError(f"{path} is {size} bytes, not a whole number of {item}-byte ids "
+                            f"(truncated?): {damaged}")
+        recorded = meta.get(f"{split}_tokens")
+        if recorded is not None and recorded != size // item:
+            raise UserError(f"{path} holds {size // item} ids but meta.json recorded {recorded} "
+                            f"(truncated or replaced?): {damaged}")
+        ids = np.memmap(path, dtype=tokenizer.dtype, mode="r")
+        top = _max_id(ids)
+        if top >= tokenizer.vocab_size:
+            raise UserError(f"{path} holds id {top}, outside the tokenizer's {tokenizer.vocab_size} "
+                            f"ids (tokenizer.json from another run?): {damaged}")
+        arrays.append(ids)
     return Splits(arrays[0], arrays[1], tokenizer, meta.get("train_chars", 0), meta.get("val_chars", 0))
+
+
+_META_COUNTS = ("train_tokens", "val_tokens", "train_chars", "val_chars")
+
+
+def _read_meta(path: Path) -> dict:
+    """meta.json of prepared data: {} when there is none (runs from before it), else checked."""
+    try:
+        meta = read_json(path, "prepared data")
+    except FileNotFoundError:
+        return {}
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is not a JSON object: the run's prepared data is damaged")
+    for key in _META_COUNTS:
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise UserError(f"{path}: {key} must be a count (an integer >= 0), got {value!r}; "
+                            "the run's prepared data is damaged")
+    return meta
+
+
+def _max_id(ids: np.ndarray, chunk: int = 1 << 24) -> int:
+    """The largest id in a memory-mapped array, read a chunk at a time (pages released after)."""
+    top = 0
+    for start in range(0, len(ids), chunk):
+        top = max(top, int(ids[start : start + chunk].max()))
+    release_pages(ids)
+    return top
 
 
 def _stories_in(path: Path, chunk: int = 1 << 22):

@@ -11,7 +11,11 @@ read lazily, so a file larger than memory streams through. Formats:
 - `*.jsonl`: one JSON object per line with a "text" field (or a bare JSON string per line).
 - `*.json`: a list of such objects or strings.
 - `*.parquet`: a table with a "text" column, read in batches.
-- a directory: every supported file below it, in sorted order.
+- a directory: every supported file below it, in sorted order (FIFOs, sockets and devices
+  inside it are skipped).
+
+Only regular files are read: a FIFO, socket or device given as a file is refused before it is
+opened (files.regular_file), and JSON nesting is bounded (files.loads_json).
 
 Any local spec (file, directory, `bundled`) may end in a story range, `SPEC@START:END`, to take a
 slice of its stories, Python-style: `stories.txt@:90%` is the first 90% of the stories,
@@ -21,7 +25,6 @@ Percentages are of the story count, rounded down.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -29,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import loads_json, regular_file
 from ..tokenizer import EOS_TEXT
 
 HUB_DATASET = "roneneldan/TinyStories"
@@ -142,6 +146,7 @@ def _split_txt(text: str) -> list[str]:
 
 
 def _file_stories(path: Path) -> Iterator[str]:
+    regular_file(path, "data file")  # before opening: a FIFO would block, a device never end
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise UserError(f"{path}: unsupported file type {suffix or '(none)'}; use {', '.join(SUPPORTED)}")
@@ -195,18 +200,12 @@ def _jsonl_stories(path: Path) -> Iterator[str]:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+            record = loads_json(line, f"{path} line {number}", positions=False)
             yield _story_from_record(record, f"{path} line {number}")
 
 
 def _json_stories(path: Path) -> Iterator[str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = loads_json(path.read_text(encoding="utf-8"), str(path))
     if isinstance(data, dict) and isinstance(data.get("text"), list):
         data = data["text"]
     if not isinstance(data, list):
@@ -226,7 +225,21 @@ def _parquet_stories(path: Path) -> Iterator[str]:
         raise UserError(f"{path} is not a readable parquet file ({exc})") from None
     if "text" not in table.schema_arrow.names:
         raise UserError(f"{path} has no \"text\" column (columns: {', '.join(table.schema_arrow.names)})")
+    kind = table.schema_arrow.field("text").type
+    if not _is_text(kind):
+        raise UserError(f"{path}: its \"text\" column holds {kind}, not strings; "
+                        "store the stories as a string column")
     for batch in table.iter_batches(columns=["text"], batch_size=1024):
         for text in batch.column(0).to_pylist():
             if text:
                 yield text
+
+
+def _is_text(kind) -> bool:
+    """Is a pyarrow column type a string type (plain, large, or dictionary-encoded strings)?"""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or (
+        hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind))
