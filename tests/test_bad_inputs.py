@@ -146,6 +146,18 @@ TABLE = [
                                                "--out", "{d}/v"], "--vocab-size is for"),
     ("cli", "negative max_new_chars", ["generate", *RUN, "--max-new-chars=-5"],
      "max_new_chars must be >= 0"),
+    # issue 19: run directories
+    ("cli", "export into a run's checkpoints folder", ["export", *RUN, "--out", "{d}/run/checkpoints"],
+     "is inside the training run"),
+    ("cli", "export into a new folder inside a run",
+     ["export", *RUN, "--out", "{d}/run/checkpoints/model"], "is inside the training run"),
+    ("cli", "export --force onto another run", ["export", *RUN, "--out", "{d}/truncated", "--force"],
+     "already holds a training run"),
+    ("cli", "export into a folder holding other files", ["export", *RUN, "--out", "{d}"],
+     "already holds files"),
+    ("cli", "export onto a file", ["export", *RUN, "--out", "{d}/empty.txt"], "is a file"),
+    ("cli", "export with a missing model card", ["export", *RUN, "--out", "{d}/new", "--card",
+                                                 "{d}/nope.md"], "--card"),
     # serving
     ("cli", "serve with no rows in the batch", ["serve", *RUN, "--max-batch", "0"],
      "--max-batch must be a positive integer"),

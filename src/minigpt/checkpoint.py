@@ -12,6 +12,8 @@
       metrics.jsonl          one JSON object per logged step
       samples.txt            the sample stories printed during training
       data/                  the run's prepared token ids (train.bin, val.bin, meta.json)
+      .lock                  held by the training run writing here (rundir.py); left behind after
+                             it, and ignored by everything that reads a run
 
 Safety rules, each with a reason:
 - Weights are safetensors and metadata is JSON: loading never unpickles, so a shared checkpoint can
@@ -31,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +64,17 @@ def _fsync(path: Path) -> None:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync it, then rename it over `path` in one step."""
+    """Call write(tmp_path), fsync it, then rename it over `path` in one step. A file replaced
+    keeps its permission bits (the rename alone would give it the new file's: a 600 file would
+    become readable by all, a script would lose its run bit)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
         _fsync(tmp)
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass  # a new file: the mode write() gave it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

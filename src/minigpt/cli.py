@@ -122,9 +122,7 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from .pretrained import export
 
-    if os.path.exists(os.path.join(args.out, "config.json")):
-        raise UserError(f"{args.out} already holds a model; choose a new --out")
-    out = export(args.checkpoint, args.out, args.dtype, args.card)
+    out = export(args.checkpoint, args.out, args.dtype, args.card, force=args.force)
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"saved {out} ({size / 1e6:.1f} MB): load it with --checkpoint {out} or "
           f"minigpt.from_pretrained({str(out)!r})")

@@ -120,8 +120,10 @@ def _add_loading(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("export", help="write a run as a Hub-style model directory")
     p.add_argument("--checkpoint", required=True, help="the run directory to export")
-    p.add_argument("--out", required=True, help="new directory: config.json, model.safetensors, "
-                   "tokenizer.json, words.txt")
+    p.add_argument("--out", required=True, help="new or empty directory: config.json, "
+                   "model.safetensors, tokenizer.json, words.txt (never inside a run directory)")
+    p.add_argument("--force", action="store_true", help="--out may hold files: replace only those "
+                   "export writes (keeping their permissions) and leave the rest alone")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="weights' storage type (fp16: half the size; loaded as fp32)")
     p.add_argument("--card", help="a model card (markdown) to include as README.md")

@@ -25,16 +25,18 @@ generate.py all go through it. `resolve(spec)` finds the directory a spec names:
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import string
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import torch
 
-from .checkpoint import (CONFIG, TOKENIZER, WEIGHTS, find_latest_run, load_model, read_json,
-                         write_json, write_tensors)
+from .checkpoint import (CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, atomic_write, find_latest_run,
+                         load_model, read_json, write_json, write_tensors)
 from .device import pick_device
 from .data import load_splits
 from .errors import UserError
@@ -46,6 +48,8 @@ from .tokenizer import WORD, Tokenizer, load_tokenizer
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "tinystories-char"
 WORDS = "words.txt"
+CARD = "README.md"
+EXPORTED = (CONFIG, WEIGHTS, TOKENIZER, WORDS, CARD)  # all that save_pretrained / export write
 _HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[\w.-]+)$")
 
 
@@ -112,40 +116,98 @@ def _download(repo_id: str, given: str) -> Path:
 def save_pretrained(model: MiniGPT, tokenizer: Tokenizer, out_dir: str | Path, config: dict | None = None,
                     dtype: torch.dtype = torch.float32, words: list[str] | None = None) -> Path:
     """Write a model directory (see the module docstring). fp16/bf16 halves the weights' size;
-    they are loaded back as fp32."""
+    they are loaded back as fp32. Only the files named in EXPORTED are written (each atomically;
+    one that is replaced keeps its permissions); a directory inside a training run is refused."""
     out = Path(out_dir)
-    if (out / CONFIG).exists() and (out / "checkpoints").exists():
-        raise UserError(f"{out} is a training run; export to a new directory")
-    out.mkdir(parents=True, exist_ok=True)
+    _refuse_inside_run(out)
     config = dict(config or {})
     config.update({"model": model.config.__dict__, "tokenizer": tokenizer.kind,
                    "weights_dtype": str(dtype).removeprefix("torch.")})
-    write_tensors(out / WEIGHTS, {k: v.to(dtype) if v.is_floating_point() else v
-                                  for k, v in model.state_dict().items()})
-    tokenizer.save(out / TOKENIZER)
-    if words:
-        (out / WORDS).write_text("\n".join(words) + "\n", encoding="utf-8")
-    write_json(out / CONFIG, config)
-    for file in out.iterdir():  # readable by everyone, like any installed package file
-        file.chmod(0o644)
+    writes = {WEIGHTS: lambda p: write_tensors(p, {k: v.to(dtype) if v.is_floating_point() else v
+                                                   for k, v in model.state_dict().items()}),
+              TOKENIZER: lambda p: atomic_write(p, tokenizer.save),
+              WORDS: lambda p: atomic_write(p, lambda tmp: tmp.write_text("\n".join(words) + "\n",
+                                                                         encoding="utf-8")),
+              CONFIG: lambda p: write_json(p, config)}  # last: the file that marks a model
+    if not words:
+        del writes[WORDS]
+    _write_files(out, writes)
     return out
 
 
-def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str | Path | None = None) -> Path:
-    """`minigpt export`: a run directory -> a model directory with a summary and words.txt."""
+def _write_files(out: Path, writes: dict) -> None:
+    """Call writes[name](out / name) for each name. New files are made readable by everyone,
+    like any installed package file; a file replaced keeps its mode (atomic_write). If one
+    fails, the files and the directory this call created are removed again."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    new = [out / name for name in writes if not (out / name).exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, write in writes.items():
+            write(out / name)
+        for path in new:
+            path.chmod(0o644)
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        for path in made:  # innermost first; kept if something else appeared in it
+            with suppress(OSError):
+                path.rmdir()
+        raise
+
+
+def _refuse_inside_run(out: Path) -> None:
+    """A training run's directory, and every directory under it (checkpoints/, data/), belongs to
+    the run: an export there would mix its files with the run's, or be pruned with a checkpoint."""
+    target = out.resolve()
+    for path in (target, *target.parents):
+        if (path / CONFIG).is_file() and ((path / CHECKPOINTS).is_dir() or (path / METRICS).is_file()):
+            if path == target:
+                raise UserError(f"{out} already holds a training run; export to a new directory "
+                                "outside it")
+            raise UserError(f"{out} is inside the training run {path}; export to a directory "
+                            "outside it")
+
+
+def _check_export_dir(out: Path, force: bool) -> None:
+    """export writes into a new or empty directory, or with force replaces only its own files."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; export into a new or empty directory")
+    _refuse_inside_run(out)
+    there = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if there and not force:
+        shown = ", ".join(there[:4]) + (", ..." if len(there) > 4 else "")
+        raise UserError(f"{out} already holds files ({shown}); export into a new or empty "
+                        f"directory, or pass --force to replace only the files export writes")
+    blocked = [name for name in EXPORTED if os.path.lexists(out / name) and not (out / name).is_file()]
+    if blocked:
+        raise UserError(f"{out / blocked[0]} is not a regular file, so export cannot replace it; "
+                        "move it away or choose another --out")
+
+
+def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str | Path | None = None,
+           force: bool = False) -> Path:
+    """`minigpt export`: a run directory -> a model directory with a summary and words.txt.
+
+    `out_dir` must be new or empty; with force=True it may hold files, and export replaces only
+    those it writes (EXPORTED), keeping their permissions, and leaves every other file alone. A
+    directory inside a training run is always refused."""
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype not in dtypes:
         raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     run = resolve(run)
-    model, tokenizer, config = load(run, "cpu")
     out = Path(out_dir)
     if out.resolve() == run.resolve():
-        raise UserError("export to a new directory, not onto the run itself")
+        raise UserError(f"{out} already holds the model being exported; export to a new directory")
+    _check_export_dir(out, force)  # before anything is loaded or written
+    if card is not None and not Path(card).is_file():
+        raise UserError(f"--card {card} is not a file; give the model card's markdown file")
+    model, tokenizer, config = load(run, "cpu")
     config = {k: v for k, v in config.items() if k in ("train", "minigpt_version", "torch_version")}
     config["summary"] = run_summary(run)
     save_pretrained(model, tokenizer, out, config, dtypes[dtype], training_words(run, tokenizer))
     if card:
-        shutil.copyfile(card, out / "README.md")
+        _write_files(out, {CARD: lambda p: atomic_write(p, lambda tmp: shutil.copyfile(card, tmp))})
     return out
 
 

@@ -34,7 +34,7 @@ from .generate import make_generator, stream
 from .model import MiniGPT
 from .optim import learning_rate, make_optimizer
 from .precision import attention_kernel, autocast, resolve_precision
-from .rundir import open_run, restore_checkpoint
+from .rundir import claim_run, open_run, restore_checkpoint
 from .runlog import METRICS, Progress, append_metrics, append_sample
 from .viz import draw_run_loss
 
@@ -122,7 +122,9 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     device = pick_device(cfg.device)
     d = setup(device.type)
     try:
-        return _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d)
+        # Rank 0 holds the run directory's lock until training ends: a second run there is refused.
+        with claim_run(out_dir, resume, d) as claim:
+            return _train(model_cfg, cfg, claim, resume, log, interrupt_at_step, device, d)
     finally:
         if d.enabled:
             # DDP's reducer must be gone before its process group: collected later (at exit),
@@ -131,7 +133,8 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
         teardown(d)
 
 
-def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: Dist) -> Path:
+def _train(model_cfg, cfg, claim, resume, log, interrupt_at_step, device, d: Dist) -> Path:
+    out_dir = claim.out_dir
     device, log = this_process(d, device, cfg.batch_size, cfg.grad_accum, log)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
     # Resolved once and saved in config.json, so a resumed run computes exactly as it started.
@@ -139,7 +142,7 @@ def _train(model_cfg, cfg, out_dir, resume, log, interrupt_at_step, device, d: D
     cfg = replace(cfg, precision=precision)
 
     # Data: rank 0 prepares it (or finds it in the run); the tokenizer fixes the vocabulary size.
-    splits = open_run(out_dir, model_cfg, cfg, resume, log, d)
+    splits = open_run(claim, model_cfg, cfg, resume, log, d)
     model_cfg = replace(model_cfg, vocab_size=splits.tokenizer.vocab_size)
 
     # Model and optimizer, the same initial weights and batch windows on every rank.
