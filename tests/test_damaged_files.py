@@ -334,6 +334,20 @@ def test_a_config_json_whose_model_is_not_an_object(run):
     refused(lambda: load_model(run), "config.json")
 
 
+@pytest.mark.parametrize("content", ["[]", "null", '{"model": {}, "train": [1]}'])
+def test_a_config_json_of_the_wrong_shape_is_refused_on_load_and_on_resume(run, capsys, content):
+    from minigpt.checkpoint import load_model
+    from minigpt.cli import main
+
+    (run / "config.json").write_text(content)
+    before = digest(run)
+    refused(lambda: load_model(run), str(run / "config.json"))
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "config.json") in err and len(err.strip().splitlines()) == 1, err
+    assert digest(run) == before
+
+
 def test_an_edited_state_json_is_named(run):
     from minigpt.checkpoint import checkpoint_dirs, latest_state
 

@@ -247,9 +247,7 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
                ) -> tuple[MiniGPT, Tokenizer, dict]:
     """Rebuild the model from a run directory: (model in eval mode, tokenizer, config.json)."""
     run_dir = check_run_dir(run_dir)
-    config = read_json(run_dir / CONFIG)
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise UserError(f"{run_dir / CONFIG} has no 'model' section; the run cannot be loaded")
+    config = read_run_config(run_dir)
     model_config = saved_model_config(run_dir / CONFIG, config["model"])
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
     if tokenizer.vocab_size != model_config.vocab_size:
@@ -261,6 +259,19 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
     load_weights(model, run_dir / WEIGHTS, tensors)
     model.to(device).eval()
     return model, tokenizer, config
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """config.json of a run or model directory: a JSON object with a "model" object and, when
+    present, a "train" object; anything else is a UserError naming the file."""
+    path = run_dir / CONFIG
+    config = read_json(path)
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise UserError(f"{path} has no 'model' section; the run cannot be loaded")
+    if not isinstance(config.get("train", {}), dict):
+        raise UserError(f"{path}: 'train' must be an object, got {config['train']!r:.40}; "
+                        "the run cannot be loaded")
+    return config
 
 
 def saved_model_config(path: Path, values: Any) -> ModelConfig:

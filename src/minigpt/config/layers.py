@@ -90,10 +90,10 @@ def _check_resumable(model_cfg: ModelConfig, cfg: TrainConfig, given: dict[str, 
 
 def saved_configs(run_dir: str | Path) -> tuple[ModelConfig, TrainConfig]:
     """The (ModelConfig, TrainConfig) a run was saved with, from its config.json."""
-    from ..checkpoint import CONFIG, check_run_dir, read_json  # checkpoint.py imports this module
+    from ..checkpoint import CONFIG, check_run_dir, read_run_config  # checkpoint.py imports this module
 
     run_dir = check_run_dir(run_dir)
-    saved = read_json(run_dir / CONFIG)
+    saved = read_run_config(run_dir)  # an object with a "model" object, or a UserError naming it
     train = dict(saved.get("train", {}))
     train.setdefault("optimizer", "adamw")  # runs from before the choice all trained with AdamW
     return (from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model"),
