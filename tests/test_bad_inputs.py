@@ -156,6 +156,8 @@ TABLE = [
     ("cli", "export into a folder holding other files", ["export", *RUN, "--out", "{d}"],
      "already holds files"),
     ("cli", "export onto a file", ["export", *RUN, "--out", "{d}/empty.txt"], "is a file"),
+    ("cli", "export under a file", ["export", *RUN, "--out", "{d}/empty.txt/model"],
+     "cannot write the model to"),
     ("cli", "export with a missing model card", ["export", *RUN, "--out", "{d}/new", "--card",
                                                  "{d}/nope.md"], "--card"),
     # serving

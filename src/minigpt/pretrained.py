@@ -147,12 +147,15 @@ def _write_files(out: Path, writes: dict) -> None:
             write(out / name)
         for path in new:
             path.chmod(0o644)
-    except BaseException:
+    except BaseException as exc:
         for path in new:
-            path.unlink(missing_ok=True)
+            with suppress(OSError):
+                path.unlink()
         for path in made:  # innermost first; kept if something else appeared in it
             with suppress(OSError):
                 path.rmdir()
+        if isinstance(exc, OSError):  # a folder under a file, a full or read-only disk
+            raise UserError(f"cannot write the model to {out}: {exc.strerror or exc}") from None
         raise
 
 
