@@ -210,6 +210,17 @@ def test_json_nested_100000_deep_is_refused_everywhere(tmp_path, run):
         {k: v for k, v in before.items() if k != "metrics.jsonl"}
 
 
+def test_an_integer_past_pythons_digit_limit_is_refused(tmp_path):
+    from minigpt.config import load_toml
+
+    (tmp_path / "big.jsonl").write_text("1" * 5000 + "\n")
+    refused(lambda: stories_of(str(tmp_path / "big.jsonl")), "big.jsonl line 1", "4300 digits")
+    (tmp_path / "big.json").write_text('[{"text": "a"}, ' + "1" * 5000 + "]")
+    refused(lambda: stories_of(str(tmp_path / "big.json")), "big.json", "4300 digits")
+    (tmp_path / "big.toml").write_text("n_embd = " + "1" * 5000 + "\n")
+    refused(lambda: load_toml(tmp_path / "big.toml"), "big.toml", "4300 digits")
+
+
 @pytest.mark.parametrize("values, kind", [([1, 2, 3], "int64"), ([b"Once", b"upon"], "binary")])
 def test_a_parquet_text_column_that_is_not_strings_is_refused(tmp_path, values, kind):
     import pyarrow as pa

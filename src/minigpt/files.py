@@ -76,6 +76,8 @@ def loads_json(text: str, where: str, positions: bool = True) -> Any:
     except json.JSONDecodeError as exc:
         at = f" at line {exc.lineno}" if positions else ""
         raise UserError(f"{where} is not valid JSON ({exc.msg}{at})") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{where} is not valid JSON here ({str(exc).split(':')[0]})") from None
     except RecursionError:  # belt and braces: too_deep should have caught it
         raise UserError(f"{where} nests JSON too deeply") from None
 

@@ -159,6 +159,8 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise UserError(f"config file {path} nests arrays or tables too deeply to be a config") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"config file {path} is not valid TOML here ({str(exc).split(':')[0]})") from None
     sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "sample": {}}
     owners = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
     for key, value in raw.items():
