@@ -69,6 +69,11 @@ def story(tmp_path_factory) -> str:
     return write_txt(tmp_path_factory.mktemp("data") / "stories.txt", make_stories(60))
 
 
+# A start that fails after preparing the data and writing the tokenizer: a window longer than the
+# few hundred characters of the text (small enough that any memory check lets it through).
+LONG_WINDOW = ModelConfig(block_size=1024, n_embd=16, num_heads=2, n_layers=1)
+
+
 # --- one writer at a time -------------------------------------------------------------------
 
 
@@ -194,11 +199,11 @@ def test_the_lock_file_disturbs_nothing_that_reads_a_run(tmp_path, story):
 # --- a failed start removes only what it created -------------------------------------------
 
 
-def user_project(root: Path, story: str) -> Path:
+def user_project(root: Path) -> Path:
     """A folder of the user's: the training text, notes, a script, and a name the old write
     probe used to overwrite and delete."""
     root.mkdir()
-    (root / "stories.txt").write_bytes(Path(story).read_bytes())
+    write_txt(root / "stories.txt", make_stories(3))
     (root / "notes.md").write_text("my notes\n")
     (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
     (root / "run.sh").chmod(0o755)
@@ -209,18 +214,16 @@ def user_project(root: Path, story: str) -> Path:
 
 
 def test_a_failed_start_in_a_folder_of_the_users_leaves_it_byte_for_byte(tmp_path, story):
-    proj = user_project(tmp_path / "proj", story)
+    proj = user_project(tmp_path / "proj")
     before = snapshot(proj)
-    # fails after the data is prepared and the tokenizer written: block_size beyond the text
     with pytest.raises(UserError, match="fewer than block_size"):
-        train(ModelConfig(block_size=100_000, n_embd=16, num_heads=2, n_layers=1),
-              tiny_cfg(proj / "stories.txt"), proj, **QUIET)
+        train(LONG_WINDOW, tiny_cfg(proj / "stories.txt"), proj, **QUIET)
     assert snapshot(proj) == before  # no data/, tokenizer.json or .lock left, nothing of theirs gone
 
 
 def test_a_folder_that_already_has_data_is_refused_before_anything_is_touched(tmp_path, story,
                                                                                 capsys):
-    proj = user_project(tmp_path / "proj", story)
+    proj = user_project(tmp_path / "proj")
     (proj / "data").mkdir()
     (proj / "data" / "stories.txt").write_bytes(Path(story).read_bytes())
     before = snapshot(proj)
@@ -233,16 +236,16 @@ def test_a_folder_that_already_has_data_is_refused_before_anything_is_touched(tm
 
 def test_a_failed_start_removes_the_directories_it_made_and_no_others(tmp_path, story):
     (tmp_path / "a").mkdir()
+    short = write_txt(tmp_path / "short.txt", make_stories(3))
     with pytest.raises(UserError, match="fewer than block_size"):
-        train(ModelConfig(block_size=100_000, n_embd=16, num_heads=2, n_layers=1), tiny_cfg(story),
-              tmp_path / "a" / "b" / "c", **QUIET)
-    assert os.listdir(tmp_path) == ["a"] and os.listdir(tmp_path / "a") == []
+        train(LONG_WINDOW, tiny_cfg(short), tmp_path / "a" / "b" / "c", **QUIET)
+    assert sorted(os.listdir(tmp_path)) == ["a", "short.txt"] and os.listdir(tmp_path / "a") == []
 
 
 def test_a_start_refused_for_its_disk_space_leaves_the_users_folder_as_it_was(tmp_path, story,
                                                                                 monkeypatch):
     import shutil
-    proj = user_project(tmp_path / "proj", story)
+    proj = user_project(tmp_path / "proj")
     before = snapshot(proj)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
