@@ -476,3 +476,66 @@ def test_export_and_serve_summaries_survive_a_torn_last_line(run, tmp_path):
         f.write('\n{"step": 140}\n')
     assert run_summary(run) == summary
     assert torch.isfinite(next(iter(model.state_dict().values()))).all()
+
+
+# ---------------------------------------------------------------- fuzzed run files
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12)
+
+
+def _good_tokenizers() -> dict:
+    from conftest import make_stories
+    from minigpt.tokenizer import BPETokenizer, CharTokenizer, WordTokenizer
+
+    stories = make_stories(30)
+    return {"char": CharTokenizer.from_text("".join(stories)).to_dict(),
+            "word": WordTokenizer.train(stories, 40).to_dict(),
+            "bpe": BPETokenizer.train(stories, 280).to_dict()}
+
+
+GOOD_TOKENIZERS = _good_tokenizers()
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(GOOD_TOKENIZERS)), key=st.sampled_from(
+    ["kind", "eos_id", "unk_id", "chars", "words", "huggingface", "extra"]), value=JSON_VALUES)
+def test_any_edit_of_a_tokenizer_json_loads_or_is_a_user_error(kind, key, value):
+    from minigpt import UserError
+    from minigpt.tokenizer import tokenizer_from_dict
+
+    data = json.loads(json.dumps(GOOD_TOKENIZERS[kind]))
+    data[key] = value
+    try:
+        tokenizer = tokenizer_from_dict(data, "tokenizer.json")
+    except UserError as exc:
+        assert str(exc).startswith("tokenizer.json") and "\n" not in str(exc)
+        return
+    text = "Once upon a time"
+    if not tokenizer.unknown(text):
+        ids = tokenizer.encode(text)
+        assert all(0 <= i < tokenizer.vocab_size for i in ids)
+        tokenizer.decode(ids)
+
+
+@FUZZ
+@given(key=st.sampled_from(["vocab_size", "block_size", "n_embd", "num_heads", "n_layers",
+                            "ff_hidden_mult", "dropout", "attn_dropout", "attention", "bias", "extra"]),
+       value=JSON_VALUES)
+def test_any_edit_of_config_json_model_is_checked_or_a_user_error(key, value):
+    from minigpt import ModelConfig, UserError
+    from minigpt.checkpoint import saved_model_config
+
+    values = dict(ModelConfig(vocab_size=40, n_embd=16, num_heads=2, n_layers=1).__dict__, **{key: value})
+    try:
+        config = saved_model_config(Path("config.json"), values)
+    except UserError as exc:
+        assert "config.json" in str(exc) and "\n" not in str(exc)
+        return
+    config.validate()
+    assert config.vocab_size >= 1

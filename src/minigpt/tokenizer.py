@@ -318,9 +318,9 @@ def _string_list(data: dict, key: str, where: str, who: str) -> list[str]:
     value = data.get(key)
     if not isinstance(value, list):
         raise UserError(f"{where}: {who} needs a \"{key}\" list, got {_short(value)}; the file is damaged")
-    bad = next((v for v in value if not isinstance(v, str)), None)
-    if bad is not None:
-        raise UserError(f"{where}: \"{key}\" must hold strings only, got {_short(bad)}; "
+    odd = [v for v in value if not isinstance(v, str)][:1]
+    if odd:
+        raise UserError(f"{where}: \"{key}\" must hold strings only, got {_short(odd[0])}; "
                         "the file is damaged")
     seen: set[str] = set()
     twice = next((v for v in value if v in seen or seen.add(v)), None)
