@@ -96,6 +96,7 @@ def test_a_fifo_as_data_is_refused_without_opening_it(tmp_path):
     refused(lambda: stories_of(str(fifo)), str(fifo), "FIFO", "not a regular file", fifo=fifo)
 
 
+@pytest.mark.slow
 def test_a_fifo_as_data_in_a_real_process_exits_2_at_once(tmp_path):
     fifo = tmp_path / "stories.txt"
     os.mkfifo(fifo)
