@@ -1,6 +1,7 @@
 """Configuration from one source: the layering, the resume rule, the files, the options made from it."""
 
 import json
+import re
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -93,7 +94,7 @@ def test_range_check_messages_name_the_option():
     for args, message in [(("--top", 0, 1), "--top must be a positive integer, got 0"),
                           (("--max-waiting", -1, 0), "--max-waiting must be >= 0, got -1"),
                           (("--port", 0, 1, 65535), "--port must be between 1 and 65535, got 0"),
-                          (("temperature", float("nan"), 0.0), "temperature must be >= 0.0")]:
+                          (("temperature", float("nan"), 0.0), "temperature must be a finite number")]:
         with pytest.raises(UserError, match=message):
             check_range(*args)
 
@@ -171,3 +172,103 @@ def test_seed_preset_with_command_line_override(tmp_path, story_file):
     assert saved["model"]["n_embd"] == 32
     bad = run("train", "--preset", "fastest", "--data", story_file, "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "invalid choice: 'fastest'" in bad.stderr
+
+# issue 19: one validation layer, with bounds that say what is sane
+
+EDGE_FIELDS = [  # (dataclass, field, value, text in the error): floats finite, integers bounded
+    (TrainConfig, "epochs", float("inf"), "finite"), (TrainConfig, "seed", 2**64, "between 0 and"),
+    (TrainConfig, "seed", -1, "seed must be >= 0"), (TrainConfig, "batch_size", 2**40, "between 1"),
+    (TrainConfig, "threads", 2**32, "between 1 and 1024"), (TrainConfig, "beta1", 2.0, "beta1 must be in"),
+    (TrainConfig, "beta2", float("nan"), "beta2 must be in"),
+    (TrainConfig, "weight_decay", float("nan"), "weight_decay must be a finite"),
+    (TrainConfig, "learning_rate", 1e308, "at most"), (TrainConfig, "grad_clip", float("inf"), "finite"),
+    (TrainConfig, "keep_checkpoints", 10**20, "between 1 and"), (TrainConfig, "max_steps", 2**64, "between"),
+    (TrainConfig, "device", "tpu", "device must be"), (TrainConfig, "device", "", "device must be"),
+    (TrainConfig, "device", "cuda:x", "device must be"), (TrainConfig, "max_time", "9" * 30, "cannot read"),
+    (TrainConfig, "max_time", "100000h", "more than a year"), (TrainConfig, "data", [""], "empty data spec"),
+    (TrainConfig, "learning_rate", 2**2000, "between"),
+    (ModelConfig, "n_layers", 200000, "between 1 and"), (ModelConfig, "block_size", 2**64, "between 1"),
+    (ModelConfig, "dropout", float("nan"), "dropout must be in"),
+    (SampleConfig, "temperature", float("inf"), "finite"), (SampleConfig, "seed", 2**64, "between 0"),
+    (SampleConfig, "max_new_tokens", 2**40, "between 0"), (SampleConfig, "top_p", float("nan"), "top_p"),
+    (SampleConfig, "num_samples", 2**40, "between 1"), (SampleConfig, "top_k", True, "positive integer"),
+]
+
+
+@pytest.mark.parametrize("cls, name, value, expected", EDGE_FIELDS,
+                         ids=[f"{c.__name__}.{n}={v!r:.20}" for c, n, v, _ in EDGE_FIELDS])
+def test_edge_values_are_refused_by_the_dataclasses(cls, name, value, expected):
+    with pytest.raises(UserError, match=None) as info:
+        cls(**{name: value}).validate()
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_toml_edge_values_are_refused_by_the_same_checks(tmp_path):
+    from minigpt.config import resolve
+
+    for text, expected in [("[train]\nbeta1 = 2.0\n", "beta1 must be in"), ("epochs = inf\n", "finite"),
+                           ("seed = 9223372036854775808\n", "between 0"), ("weight_decay = nan\n", "finite"),
+                           ("[model]\nblock_size = 200000\n", "of memory")]:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=expected):
+            resolve(toml=path)
+    with pytest.raises(UserError, match="--config is empty"):
+        resolve(toml="")
+
+
+def test_memory_is_estimated_before_allocating_and_refused_with_the_estimate():
+    from minigpt.config import check_memory, check_training, machine_memory, memory_estimate
+
+    small = memory_estimate(ModelConfig(vocab_size=97), 16, training=True)
+    assert 0 < small["total"] < 2**30  # the default model trains in well under a GB
+    assert memory_estimate(ModelConfig(), 16)["activations"] < small["activations"]
+    ram = machine_memory()
+    assert ram is None or ram > 2**28
+    with pytest.raises(UserError, match=r"block_size 200000.*GiB of memory.*this machine has 1.0 GiB"):
+        check_memory(ModelConfig(block_size=200000), available=2**30)
+    with pytest.raises(UserError, match="training on batches of 65536"):
+        check_training(ModelConfig(), TrainConfig(batch_size=65536 * 4, grad_accum=4))
+    check_memory(ModelConfig(), 16, training=True, available=2**32)  # fits: no error
+
+
+def test_device_names_are_checked_in_one_place_and_pick_device_agrees():
+    from minigpt.config import check_device
+    from minigpt.device import pick_device
+
+    for name in ("auto", "cpu", "cuda", "cuda:0", "mps"):
+        assert check_device(name) == name
+    for name in ("tpu", "", "cuda:", "cuda:-1", "cuda:99999", " cpu", "cpu\n", "CPU"):
+        with pytest.raises(UserError, match="device must be"):
+            check_device(name)
+        with pytest.raises(UserError, match="device must be"):
+            pick_device(name)
+    with pytest.raises(UserError, match="cuda:99"):
+        pick_device("cuda:99")  # no such GPU here (none at all, or fewer than 100)
+
+
+def test_a_prompt_character_cleaning_would_drop_is_an_error_naming_it():
+    from minigpt.prompt import prompt_text
+
+    for prompt, shown in [("\U0001F600", "'\U0001F600'"), ("\u05e9\u05dc\u05d5\u05dd", "'\u05e9'"),
+                          ("Once \u4f60\u597d", "'\u4f60', '\u597d'"), ("a\x00b", "'\\x00'")]:
+        with pytest.raises(UserError, match=re.escape(shown)):
+            prompt_text(prompt)
+    # mapped, not refused: accents, typographic punctuation, mojibake, invisible joiners
+    assert prompt_text("caf\u00e9 \u201chi\u201d \u2014 \u00e2\u20ac\u0153ok\u2026\u200d") == 'cafe "hi" - "ok...'
+
+
+def test_cli_errors_are_one_line_even_for_values_holding_line_breaks(tmp_path, capsys, monkeypatch):
+    from minigpt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (["train", "--config", "a\nb.toml"], ["train", "--resume", ""], ["train", "--out", " "],
+                 ["generate", "--checkpoint", ""], ["train", "x\u2028y"], ["eval", "--data", "x",
+                                                                           "--max-chars=-5"]):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, (argv, err)
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,15 @@ import torch
 
 from .errors import UserError
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?", re.ASCII)  # as config.check_device
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' takes the fastest device present; a named device must exist."""
+    """'auto' takes the fastest device present; a named device must exist. The name is checked
+    by config.check_device first (auto, cpu, cuda, cuda:N, mps); a name torch would read as
+    something else is refused here too, in one line, for callers that skipped that check."""
+    if not isinstance(name, str) or not _DEVICE.fullmatch(name):
+        raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -24,6 +31,9 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps: Apple's MPS backend is not available here; use --device cpu")
     return torch.device(name)
@@ -67,6 +77,9 @@ def default_threads() -> int:
 
 
 def set_threads(threads: int | None) -> int:
+    """Set torch's CPU threads (None: one per physical core); at most config's MAX_THREADS (1024)."""
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 1024):
+        raise UserError(f"threads must be between 1 and 1024, got {threads!r}")
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     return threads

@@ -15,16 +15,31 @@ import dataclasses
 from .config import PRESETS, RESUMABLE, ModelConfig, SampleConfig, TrainConfig
 
 
+# What str.splitlines() breaks a line at: shown escaped, so an error is always one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message: str) -> str:
+    """`message` with its line breaks escaped (a path or prompt may hold a newline)."""
+    return str(message).translate(_LINE_BREAKS)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (plus exit code 2) rather than the whole usage."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def _get_values(self, action, arg_strings):
+        # `--out=--`: argparse drops the '--' and returns [] for an option of one value.
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument, not '--'")
+        return super()._get_values(action, arg_strings)
 
 
 CHECKPOINT_HELP = ("run directory, model directory (minigpt export), 'bundled' or a Hub id "
                    "owner/name (default: the newest run under runs/, else the bundled model)")
-DEVICE_HELP = "auto | cpu | cuda | mps (default: auto)"
+DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (default: auto)"
 
 
 def _names(name: str) -> list[str]:

@@ -14,16 +14,41 @@ back, feeds the prompt without it, and lets the first new token be only one that
 
 from __future__ import annotations
 
+import unicodedata
+
 import torch
 
 from .data import normalise_characters
+from .data.clean import _MOJIBAKE_RE  # repaired, never refused: 'â€œ' is a quote
+from .errors import UserError
 from .tokenizer import Tokenizer
 
 
 def prompt_text(prompt: str) -> str:
     """The prompt as the model reads it: typographic punctuation mapped to ASCII like the training
-    text (data/clean.py), its spacing kept. A stream keeps this as `Stream.prompt`."""
-    return normalise_characters(prompt)
+    text (data/clean.py), its spacing kept. A stream keeps this as `Stream.prompt`.
+
+    Cleaning training text drops what it cannot map (emoji, other scripts); a prompt is what the
+    user asked for, so a character that cleaning would drop is a UserError naming it, as for a
+    character the vocabulary lacks. Accents (é -> e), typographic punctuation and invisible
+    format characters (zero-width joiners) are still mapped or dropped quietly."""
+    if not isinstance(prompt, str):
+        raise UserError(f"a prompt is text, got {type(prompt).__name__}")
+    text = normalise_characters(prompt)
+    lost = [c for c in dict.fromkeys(_MOJIBAKE_RE.sub("", prompt)) if _dropped(c)]
+    if lost:
+        shown = ", ".join(repr(c) for c in lost[:10]) + (", ..." if len(lost) > 10 else "")
+        raise UserError(f"the model's vocabulary has no {shown}: remove or replace "
+                        f"{'this character' if len(lost) == 1 else 'these characters'}")
+    return text
+
+
+def _dropped(char: str) -> bool:
+    """Would cleaning drop `char` although it carries meaning (a letter, digit, symbol, control
+    or unassigned character, rather than an accent, punctuation or an invisible format mark)?"""
+    if normalise_characters(char):
+        return False
+    return unicodedata.category(char)[0] in "LNSC" and unicodedata.category(char) != "Cf"
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:

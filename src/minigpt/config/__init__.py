@@ -3,13 +3,15 @@
     knobs.py    ModelConfig, TrainConfig, SampleConfig: every knob, its default, its --help line
                 and its checks (validate(), check_range)
     layers.py   resolve(preset, toml, overrides, resumed): defaults < preset < TOML < options,
-                and the rules of resuming a run (RESUMABLE)
+                and the rules of resuming a run (RESUMABLE); check_training: the memory a run needs
 """
 
-from .knobs import ModelConfig, SampleConfig, TrainConfig, check_range, option, parse_duration
-from .layers import (BUDGET, PRESETS, RESUMABLE, from_dict, given_fields, load_toml, merged, resolve,
-                     saved_configs)
+from .knobs import (ModelConfig, SampleConfig, TrainConfig, check_device, check_memory, check_range,
+                    machine_memory, memory_estimate, option, parse_duration)
+from .layers import (BUDGET, PRESETS, RESUMABLE, check_training, from_dict, given_fields, load_toml,
+                     merged, resolve, saved_configs)
 
 __all__ = ["BUDGET", "PRESETS", "RESUMABLE", "ModelConfig", "SampleConfig", "TrainConfig",
-           "check_range", "from_dict", "given_fields", "load_toml", "merged", "option",
+           "check_device", "check_memory", "check_range", "check_training", "from_dict",
+           "given_fields", "load_toml", "machine_memory", "memory_estimate", "merged", "option",
            "parse_duration", "resolve", "saved_configs"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..files import regular_file
-from .knobs import ModelConfig, SampleConfig, TrainConfig
+from .knobs import ModelConfig, SampleConfig, TrainConfig, check_memory
 
 
 # Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
@@ -63,7 +63,7 @@ def resolve(preset: str | None = None, toml: str | Path | None = None,
                "train": {k: v for k, v in given.items() if k in train_keys}}]
     if resumed is None:
         model_cfg, cfg = ModelConfig(), TrainConfig()
-        layers[:0] = [_preset(preset), load_toml(toml) if toml else {"model": {}, "train": {}}]
+        layers[:0] = [_preset(preset), load_toml(toml) if toml is not None else {"model": {}, "train": {}}]
     else:
         model_cfg, cfg = resumed
         _check_resumable(model_cfg, cfg, given, preset, toml)
@@ -74,7 +74,15 @@ def resolve(preset: str | None = None, toml: str | Path | None = None,
         cfg = merged(cfg, layer["train"], "train")
     model_cfg.validate()
     cfg.validate()
+    check_training(model_cfg, cfg)
     return model_cfg, cfg
+
+
+def check_training(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    """Refuse a model and batch whose training needs more than this machine's memory, with the
+    estimate, before anything is allocated (knobs.check_memory). A micro-batch is
+    batch_size / grad_accum windows (under torchrun, each process holds a share of that)."""
+    check_memory(model_cfg, -(-cfg.batch_size // cfg.grad_accum), training=True)
 
 
 def _check_resumable(model_cfg: ModelConfig, cfg: TrainConfig, given: dict[str, Any],
@@ -150,6 +158,8 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
 
     Keys outside a table are sorted into the right one by name, so a flat file works too.
     """
+    if not str(path).strip():
+        raise UserError("--config is empty: name a TOML file")
     path = Path(path)
     try:
         raw = tomllib.loads(regular_file(path, "config file").read_text(encoding="utf-8"))
