@@ -180,6 +180,39 @@ def test_a_fifo_among_a_runs_logs_and_data_is_refused(run, name):
     refused(call, str(run / name), "FIFO", fifo=run / name)
 
 
+def test_a_fifo_for_samples_txt_on_resume_changes_no_log(run, capsys):
+    from minigpt.cli import main
+
+    from minigpt.checkpoint import checkpoint_dirs
+
+    shutil.rmtree(checkpoint_dirs(run)[0])  # resume from the one before: metrics would be cut
+    (run / "samples.txt").unlink()
+    os.mkfifo(run / "samples.txt")
+    before = digest(run)
+    code = []
+    thread = threading.Thread(target=lambda: code.append(main(["train", "--resume", str(run),
+                                                               "--max-steps", "130"])), daemon=True)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        os.close(os.open(run / "samples.txt", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("resume blocked on a FIFO samples.txt")
+    err = capsys.readouterr().err
+    assert code == [2] and "samples.txt is a FIFO" in err, err
+    assert digest(run) == before  # metrics.jsonl was not rewritten either
+
+
+def test_a_link_loop_and_an_oversized_json_file_are_refused(run, tmp_path):
+    from minigpt.checkpoint import load_model
+    from minigpt.files import read_json
+
+    (run / "tokenizer.json").unlink()
+    (run / "tokenizer.json").symlink_to(run / "tokenizer.json")
+    refused(lambda: load_model(run), str(run / "tokenizer.json"), "cannot be read")
+    (tmp_path / "big.json").write_text("[" + "1, " * 100 + "1]")
+    refused(lambda: read_json(tmp_path / "big.json", max_bytes=100), "big.json is", "MB, more than")
+
+
 # ---------------------------------------------------------------- nesting, parquet types
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from .errors import UserError
 
 MAX_JSON_DEPTH = 100  # our own files nest at most 6 levels (a bpe tokenizer.json)
+MAX_JSON_BYTES = 256 << 20  # a run's JSON files: a 65535-token tokenizer.json is a few MB
 
 _KINDS = [(stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -47,7 +48,12 @@ def regular_file(path: str | Path, what: str = "") -> Path:
     is. `what` says which file it is ('data file', 'config file'). Missing files raise
     FileNotFoundError, so each caller keeps its own "not found" message."""
     path = Path(path)
-    kind = special_kind(path)
+    try:
+        kind = special_kind(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a link loop, a folder on the way that cannot be searched, ...
+        raise UserError(f"{path} cannot be read: {exc.strerror or exc}") from None
     if kind is not None:
         label = f"{what} {path}" if what else str(path)
         raise UserError(f"{label} is {kind}, not a regular file: give a regular file "
@@ -82,9 +88,14 @@ def loads_json(text: str, where: str, positions: bool = True) -> Any:
         raise UserError(f"{where} nests JSON too deeply") from None
 
 
-def read_json(path: str | Path, what: str = "") -> Any:
-    """A regular file's JSON (see loads_json). Missing: FileNotFoundError, for the caller."""
+def read_json(path: str | Path, what: str = "", max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A regular file's JSON (see loads_json), at most `max_bytes` long. Missing:
+    FileNotFoundError, for the caller."""
     path = regular_file(path, what)
+    size = os.stat(path).st_size
+    if size > max_bytes:
+        raise UserError(f"{path} is {size / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} MB such "
+                        "a file can be; it is not a file this program wrote")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -62,6 +62,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def forget_after(run_dir: str | Path, step: int) -> None:
     """Drop the metrics and sample stories logged after `step` (resume logs them again)."""
     run_dir = Path(run_dir)
+    for name in (METRICS, SAMPLES):  # both checked before either is rewritten
+        if (run_dir / name).exists():
+            regular_file(run_dir / name, "log file")
     if (run_dir / METRICS).exists():
         kept = [r for r in read_metrics(run_dir) if isinstance(r.get("step"), int) and r["step"] <= step]
         _rewrite(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
