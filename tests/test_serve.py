@@ -78,6 +78,64 @@ def test_not_json_is_a_4xx(client):
     assert response.status_code == 422 and "error" in response.json()
 
 
+@pytest.mark.parametrize("body, message", [
+    ({"seed": False}, "seed: "), ({"seed": True}, "seed: "), ({"max_new_chars": True}, "max_new_chars: "),
+    ({"top_k": 3.5}, "top_k: "), ({"seed": "3"}, "seed: "), ({"temperature": "0.5"}, "temperature: "),
+    ({"temperature": False}, "temperature: "), ({"prompt": 5}, "prompt: "),
+    ({"temprature": 0.5}, "temprature: unknown field"), ([1, 2], "must be a JSON object"),
+])
+def test_a_json_body_has_strict_types_and_no_unknown_fields(client, body, message):
+    """true is not 1 and "3" is not 3 in a JSON body (3.0 is 3, as in JSON Schema); a typo'd
+    field is an error, not a default."""
+    response = client.post("/api/generate", json=body)
+    assert response.status_code == 422 and list(response.json()) == ["error"]
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("content, content_type, message", [
+    (b"{nope", "application/json", "not valid JSON"), (b"", "application/json", "must be a JSON object"),
+    (b"prompt=Tom", "application/x-www-form-urlencoded", "must be a JSON object"),
+    (b"hello", "text/plain", "must be a JSON object"), (b'{"prompt": "Tom"}', "text/plain", "JSON object"),
+])
+def test_a_body_that_is_not_a_json_object_gets_the_documented_shape(client, content, content_type, message):
+    response = client.post("/api/generate", content=content, headers={"Content-Type": content_type})
+    assert response.status_code == 422 and list(response.json()) == ["error"], response.text
+    assert message in response.json()["error"] and "\n" not in response.json()["error"]
+
+
+def test_unknown_paths_and_methods_get_the_documented_shape(client):
+    missing, wrong = client.get("/api/nothing"), client.delete("/api/generate")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found: GET /api/nothing"}
+    assert wrong.status_code == 405 and wrong.json()["error"].startswith("Method Not Allowed")
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_a_failure_inside_is_a_503_in_the_documented_shape_never_a_500(tiny_run, monkeypatch):
+    import minigpt.serve as serve_module
+
+    app = create_app(tiny_run, max_batch=1, engine_thread=False)
+    monkeypatch.setattr(serve_module, "prompt_text", lambda _p: 1 / 0)  # a bug, say
+    response = TestClient(app, raise_server_exceptions=False).get("/api/next", params={"prompt": "Tom"})
+    assert response.status_code == 503
+    assert response.json() == {"error": "the server failed (ZeroDivisionError: division by zero); "
+                                        "please report it"}
+
+
+def test_serve_without_fastapi_is_the_one_line_install_message(tiny_run):
+    """As for the other optional parts (matplotlib, tokenizers): one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    for missing in ("fastapi", "uvicorn"):
+        code = (f"import sys; sys.modules[{missing!r}] = None\n"  # `import {missing}` fails
+                "from minigpt.cli import main; sys.exit(main(sys.argv[1:]))")
+        result = subprocess.run([sys.executable, "-c", code, "serve", "--checkpoint", str(tiny_run),
+                                 "--port", str(_free_port())], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "minigpt serve: error: serving needs fastapi and uvicorn: pip install fastapi uvicorn"]
+
+
 @pytest.fixture
 def endless(monkeypatch):
     """Stories that never end by themselves and take ~5 ms a character: a request holds its
@@ -85,8 +143,8 @@ def endless(monkeypatch):
     import minigpt.serve as serve_module
     from minigpt.engine import Engine
 
-    real_sample_config, real_step = serve_module.GenerateRequest.sample_config, Engine.step
-    monkeypatch.setattr(serve_module.GenerateRequest, "sample_config",
+    real_sample_config, real_step = serve_module.StoryParams.sample_config, Engine.step
+    monkeypatch.setattr(serve_module.StoryParams, "sample_config",  # GenerateRequest's too
                         lambda self: dataclasses.replace(real_sample_config(self), stop_at_eos=False))
 
     def slow_step(self):
@@ -211,7 +269,8 @@ def test_next_character_and_attention_endpoints(client):
     png = client.get("/api/attention.png", params={"prompt": "Tom had a kite"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert imread(BytesIO(png.content)).shape[2] in (3, 4)
-    assert client.get("/api/attention.png", params={"prompt": "Tom", "layer": 9}).status_code == 400
+    beyond = client.get("/api/attention.png", params={"prompt": "Tom", "layer": 9})  # 2 layers
+    assert beyond.status_code == 422 and beyond.json()["error"].startswith("layer: ")
     assert client.get("/api/next", params={"top_p": 2}).status_code == 422
     assert client.get("/api/next", params={"prompt": "#"}).status_code == 400
 

@@ -125,10 +125,13 @@ def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
         logits, _, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
     last = logits[0, -1].float().cpu()
     raw = F.softmax(last, dim=-1)
-    if cfg.greedy or cfg.temperature == 0:
+    filtered = None if cfg.greedy or cfg.temperature == 0 else filter_logits(last[None], cfg)[0]
+    if filtered is None or not torch.isfinite(filtered).any():
+        # Greedy; or a top_p so small (1e-300 is 0 in float32) that the filter kept nothing: its
+        # limit, the likeliest character alone, which is also what sampling then draws.
         sampled = F.one_hot(raw.argmax(), raw.numel()).float()
     else:
-        sampled = F.softmax(filter_logits(last[None], cfg)[0], dim=-1)
+        sampled = F.softmax(filtered, dim=-1)
     order = torch.argsort(raw, descending=True)[:top]
     return [{"char": tokenizer.piece(int(i)), "prob": float(raw[i]), "sampled": float(sampled[i])}
             for i in order]

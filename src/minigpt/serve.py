@@ -16,6 +16,13 @@ less than 16 times one. At most `max_batch` stories are written at once; a reque
 ends; a client that goes away ends its stream at the next step. The look-inside views (/api/next,
 /api/attention.png) run one at a time in a thread of their own, on the same read-only weights:
 they share no state with the engine, so they neither wait for the stories nor race with them.
+
+Every answer is 2xx, 4xx or 503, and every error is JSON {"error": one line}: 422 a field of the
+wrong type (in a JSON body true is not 1 and "3" is not 3), out of its bounds or unknown, or a body
+that is not a JSON object; 400 a prompt character the model does not know or settings that
+SampleConfig.validate refuses; 404/405 no such path or method; 503 busy (or, should a bug ever
+raise, the error named, never a bare 500). The OpenAPI schema (/openapi.json) declares each of
+them, with the bounds of every field; tests/test_serve_schema.py fuzzes the app against it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
+import math
 import signal
 import threading
 import time
@@ -31,36 +40,155 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import torch
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+
+from .errors import UserError
+
+try:  # an optional part: `minigpt serve` without it is one line, exit 2, as for matplotlib
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from starlette.exceptions import HTTPException
+except ImportError:
+    raise UserError("serving needs fastapi and uvicorn: pip install fastapi uvicorn") from None
 
 from .checkpoint import checkpoint_dirs, latest_state
 from .config import SampleConfig
 from .engine import Engine, Full, Stream
-from .errors import UserError
 from .pretrained import load, resolve, run_summary
 from .prompt import prompt_text
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
+# JSON's interoperable integers (RFC 8259: a browser's numbers are exact up to here), within the
+# CLI's seed bound (SampleConfig.validate), and a schema "maximum" that reads back exactly.
+MAX_SEED = 2**53 - 1
 MAX_LOOKS_WAITING = 8  # look-inside requests queued for their thread before the next is "busy"
+log = logging.getLogger("minigpt.serve")
+
+# The fields, with the bounds the schema states. SampleConfig.validate (the CLI's check) still runs
+# on every request, so anything it refuses within these bounds is a 400 naming the field.
+Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS, description="how the story begins")]
+NewChars = Annotated[int, Field(ge=1, le=MAX_NEW_CHARS, description="characters to write")]
+Temperature = Annotated[float, Field(ge=0.0, le=5.0, description="0 = greedy")]
+TopK = Annotated[int, Field(ge=1, description="keep the k likeliest characters")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, description="nucleus sampling: the smallest set of "
+                              "characters whose probability reaches p")]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="makes the story reproducible")]
 
 
-class GenerateRequest(BaseModel):
-    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="how the story begins")
-    max_new_chars: int = Field(500, ge=1, le=MAX_NEW_CHARS)
-    temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 = greedy")
-    top_k: int | None = Field(None, ge=1, description="keep the k likeliest characters")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="nucleus sampling")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+class StoryParams(BaseModel):
+    """The query of GET /api/stream: strings read as numbers, unknown parameters ignored."""
+
+    prompt: Prompt = ""
+    max_new_chars: NewChars = 500
+    temperature: Temperature = 0.8
+    top_k: TopK | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
 
     def sample_config(self) -> SampleConfig:
         return SampleConfig(max_new_tokens=None, max_new_chars=self.max_new_chars,
                             temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed)
+
+
+def _json_number(value):
+    """A number in a JSON body is a JSON number: true is not 1 and "3" is not 3 (3.0 is 3, as in
+    JSON Schema, and 3.5 is no integer)."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"must be a JSON number, not {json.dumps(value)}")
+    return value
+
+
+JsonNumber = BeforeValidator(_json_number)
+
+
+class GenerateRequest(StoryParams):
+    """The JSON body of POST /api/generate: numbers are JSON numbers, and an unknown field is an
+    error (a typo is not quietly the default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_new_chars: Annotated[NewChars, JsonNumber] = 500
+    temperature: Annotated[Temperature, JsonNumber] = 0.8
+    top_k: Annotated[TopK | None, JsonNumber] = None
+    top_p: Annotated[TopP | None, JsonNumber] = None
+    seed: Annotated[Seed | None, JsonNumber] = None
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what is wrong, in one line")
+
+
+class Story(BaseModel):
+    prompt: str = Field(description="the prompt as the model read it")
+    text: str = Field(description="what the model wrote after it")
+    chars: int
+    finished: str = Field(description="length, end of story or cancelled")
+
+
+class NextRow(BaseModel):
+    char: str
+    prob: float = Field(description="the model's probability (temperature 1)")
+    sampled: float = Field(description="the probability sampling draws with these settings")
+
+
+class NextChars(BaseModel):
+    prompt: str
+    rows: list[NextRow]
+
+
+class Health(BaseModel):
+    status: str
+    streams: int = Field(description="stories being written")
+    waiting: int = Field(description="requests waiting for a row")
+
+
+class ModelFacts(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    run: str
+    parameters: int
+    vocab_size: int
+    block_size: int
+    n_layers: int
+    n_embd: int
+    num_heads: int
+    step: int | None
+    held_out_bits_per_char: float | None
+    train_bits_per_char: float | None
+    eval_bits_per_char: float | None = None
+    max_batch: int
+    threads: int
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+class PNG(Response):
+    media_type = "image/png"
+
+
+# One Server-Sent Event of /api/stream, as an event-stream schema describes it.
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string", "enum": ["message", "done"]},
+    "data": {"type": "string", "description": 'JSON: {"text": the next character(s)}; {} when done'}}}
+
+_ANSWERS = {
+    400: "a prompt character the model does not know, or settings SampleConfig.validate refuses",
+    422: "a parameter of the wrong type, out of its bounds or unknown, or a body that is not a "
+         "JSON object",
+    503: "busy: no free row within the wait, or too many waiting; try again in a moment",
+}
+
+
+def _errors(*codes: int) -> dict:
+    """The error answers of a route, for the OpenAPI schema (503 on every route: busy, or a bug).
+    Always JSON, also where the route's own answer is an event stream or a PNG."""
+    content = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+    return {code: {"description": _ANSWERS[code], "content": content} for code in (*codes, 503)}
 
 
 class Busy(Exception):
@@ -77,15 +205,28 @@ def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: floa
     engine = Engine(model, tokenizer, max_batch=max_batch,
                     max_waiting=4 * max_batch if max_waiting is None else max_waiting)
     stop = threading.Event()
-    if engine_thread:
-        threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True, name="minigpt-engine").start()
+    thread: list[threading.Thread] = []
+
+    def start_engine():
+        if engine_thread and not (thread and thread[-1].is_alive()):
+            stop.clear()
+            thread.append(threading.Thread(target=engine.serve_forever, args=(stop,), daemon=True,
+                                           name="minigpt-engine"))
+            thread[-1].start()
+    start_engine()
     looks = _Looks()
 
     @asynccontextmanager
     async def lifespan(_app):
+        # The app outlives a shutdown: a test client (or schemathesis, which ends the lifespan
+        # after each test) that starts it again finds the engine and the look-inside thread
+        # running again. The old engine thread is joined first, so two never step at once.
+        start_engine()
         yield
         stop.set()
-        looks.pool.shutdown(wait=False)
+        looks.close()
+        if engine_thread and thread:
+            await asyncio.to_thread(thread[-1].join, 10)
 
     app = FastAPI(title="MiniGPT stories", version=str(config.get("minigpt_version", "")),
                   description="Generate children's stories with a character-level GPT.", lifespan=lifespan)
@@ -98,12 +239,12 @@ def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: floa
 
 
 def _answer_errors(app: FastAPI, engine: Engine) -> None:
-    """Every error is a JSON {"error": one line}: 422 bad field, 400 bad prompt, 503 busy."""
+    """Every error is a JSON {"error": one line}: 422 bad field or body, 400 bad prompt or
+    settings, 404/405 no such path or method, 503 busy, and 503 naming the error should a bug
+    ever raise (logged with its traceback), so that no answer is a 500."""
     @app.exception_handler(RequestValidationError)
     async def invalid(_request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", []) if p not in ("body", "query"))
-        return JSONResponse({"error": f"{where}: {first.get('msg')}"}, status_code=422)
+        return JSONResponse({"error": _validation_message(exc.errors())}, status_code=422)
 
     @app.exception_handler(UserError)
     async def bad_request(_request, exc: UserError):
@@ -114,6 +255,37 @@ def _answer_errors(app: FastAPI, engine: Engine) -> None:
         return JSONResponse({"error": f"busy: {len(engine.live)} stories are being written and "
                              f"{len(engine.waiting)} wait; try again in a moment"}, status_code=503)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):  # 404, 405 (its Allow header kept), ...
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse({"error": f"{detail}: {request.method} {request.url.path}"},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def failed(request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        message = " ".join(str(exc).split())[:300]
+        return JSONResponse({"error": f"the server failed ({type(exc).__name__}: {message}); "
+                             "please report it"}, status_code=503)
+
+
+def _validation_message(errors) -> str:
+    """The first of pydantic's errors as one line naming the field."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    where = ".".join(loc[1:] if loc and loc[0] in ("body", "query") else loc)
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return f"the body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
+    if loc[:1] == ["body"] and not where:
+        return "the body must be a JSON object (Content-Type: application/json), e.g. " \
+               '{"prompt": "Once upon a time", "max_new_chars": 200}'
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; the fields are {', '.join(GenerateRequest.model_fields)}"
+    return f"{where}: {str(first.get('msg')).removeprefix('Value error, ')}"
+
 
 def _add_model_routes(app: FastAPI, engine: Engine, facts: dict) -> None:
     """The page, the health check and the facts about the model."""
@@ -121,16 +293,16 @@ def _add_model_routes(app: FastAPI, engine: Engine, facts: dict) -> None:
     async def page():
         return (resources.files("minigpt") / "static" / "index.html").read_text(encoding="utf-8")
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health, responses=_errors())
     async def healthz():
         return {"status": "ok", "streams": len(engine.live), "waiting": len(engine.waiting)}
 
-    @app.get("/api/model")
+    @app.get("/api/model", response_model=ModelFacts, responses=_errors())
     async def model_facts():
         return dict(facts, max_batch=engine.max_batch, threads=torch.get_num_threads())
 
 
-async def _start_story(engine: Engine, req: GenerateRequest, pieces: bool,
+async def _start_story(engine: Engine, req: StoryParams, pieces: bool,
                        queue_seconds: float) -> tuple[Stream, asyncio.Queue]:
     """A new stream in the engine and the queue its events arrive on, once it has a row:
     ("admitted", None), then ("piece", text) for each piece if asked for, ("done", reason)."""
@@ -159,7 +331,7 @@ async def _start_story(engine: Engine, req: GenerateRequest, pieces: bool,
 
 def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> None:
     """POST /api/generate (the whole story as JSON) and GET /api/stream (Server-Sent Events)."""
-    @app.post("/api/generate")
+    @app.post("/api/generate", response_model=Story, responses=_errors(400, 422))
     async def generate(req: GenerateRequest):
         s, events = await _start_story(engine, req, False, queue_seconds)
         try:
@@ -169,15 +341,11 @@ def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> Non
             engine.cancel(s)  # a no-op once finished; frees the row if this request was dropped
         return {"prompt": s.prompt, "text": s.text, "chars": len(s.text), "finished": s.finished}
 
-    @app.get("/api/stream")
-    async def stream_story(request: Request, prompt: str = "", max_new_chars: int = 500,
-                           temperature: float = 0.8, top_k: int | None = None,
-                           top_p: float | None = None, seed: int | None = None):
-        try:
-            req = GenerateRequest(prompt=prompt, max_new_chars=max_new_chars, temperature=temperature,
-                                  top_k=top_k, top_p=top_p, seed=seed)
-        except ValueError as exc:  # pydantic's ValidationError: same answer as the JSON endpoint
-            raise RequestValidationError(exc.errors()) from None
+    @app.get("/api/stream", response_class=EventStream, responses={
+        200: {"description": 'Server-Sent Events: `data: {"text": c}` for each character, then '
+                             "`event: done` (`data: {}`)", "content": {"text/event-stream": {"schema": SSE_EVENT}}},
+        **_errors(400, 422)})
+    async def stream_story(request: Request, req: Annotated[StoryParams, Query()]):
         s, events = await _start_story(engine, req, True, queue_seconds)
 
         async def sse():
@@ -193,33 +361,43 @@ def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> Non
             finally:
                 engine.cancel(s)  # the client left (or we are done): free the row
 
-        return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return EventStream(sse(), headers={"Cache-Control": "no-cache"})
 
 
 class _Looks:
     """The look-inside views' own thread: one view at a time, at most MAX_LOOKS_WAITING queued."""
 
     def __init__(self):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
+        self.pool: ThreadPoolExecutor | None = None  # made on first use, again after close()
         self.waiting = 0
 
     async def run(self, function, *args):
         if self.waiting >= MAX_LOOKS_WAITING:
             raise Busy()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minigpt-look")
         self.waiting += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
         finally:
             self.waiting -= 1
 
+    def close(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
 
 def _add_look_routes(app: FastAPI, model, tokenizer, looks: _Looks) -> None:
     """GET /api/next (next-character odds) and GET /api/attention.png (attention heat-maps)."""
-    @app.get("/api/next")
-    async def next_chars(prompt: str = Query("", max_length=MAX_PROMPT_CHARS),
-                         temperature: float = Query(1.0, ge=0.0, le=5.0),
-                         top_k: int | None = Query(None, ge=1), top_p: float | None = Query(None, gt=0, le=1),
-                         top: int = Query(10, ge=1, le=100)):
+    c = model.config
+
+    @app.get("/api/next", response_model=NextChars, responses=_errors(400, 422))
+    async def next_chars(prompt: Annotated[Prompt, Query()] = "",
+                         temperature: Annotated[Temperature, Query()] = 1.0,
+                         top_k: Annotated[TopK | None, Query()] = None,
+                         top_p: Annotated[TopP | None, Query()] = None,
+                         top: Annotated[int, Query(ge=1, le=100, description="how many rows")] = 10):
         """The likeliest next characters: the model's probability and what sampling draws from."""
         from .introspect import next_char_probabilities
 
@@ -227,12 +405,17 @@ def _add_look_routes(app: FastAPI, model, tokenizer, looks: _Looks) -> None:
         rows = await looks.run(next_char_probabilities, model, tokenizer, prompt, cfg, top)
         return {"prompt": prompt_text(prompt), "rows": rows}
 
-    @app.get("/api/attention.png", response_class=Response)
-    async def attention_png(prompt: str = Query("Once upon a time", min_length=1, max_length=MAX_PROMPT_CHARS),
-                            layer: int | None = Query(None, ge=0), head: int | None = Query(None, ge=0)):
+    @app.get("/api/attention.png", response_class=PNG, responses={
+        200: {"description": "a grid of heat-maps, one per layer and head",
+              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **_errors(400, 422)})
+    async def attention_png(
+            prompt: Annotated[str, Query(min_length=1, max_length=MAX_PROMPT_CHARS)] = "Once upon a time",
+            layer: int | None = Query(None, ge=0, le=c.n_layers - 1, description="one layer (default: all)"),
+            head: int | None = Query(None, ge=0, le=c.num_heads - 1, description="one head (default: all)")):
         """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
         png = await looks.run(_attention_png, model, tokenizer, prompt, layer, head)
-        return Response(png, media_type="image/png")
+        return PNG(png)
 
 
 class _Mailbox:
@@ -295,7 +478,8 @@ def _facts(run_dir: Path, model, config: dict) -> dict:
     # held_out_bits_per_char is training's estimate, eval_bits_per_char `minigpt eval`'s score
     facts.update({k: summary[k] for k in ("step", "held_out_bits_per_char", "train_bits_per_char",
                                           "eval_bits_per_char") if summary.get(k) is not None})
-    return facts
+    # JSON has no NaN or infinity: a diverged run's score is unknown (null), not a failed answer
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in facts.items()}
 
 
 def serve(spec: str | Path | None, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16,
