@@ -44,9 +44,16 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def restarted_by_torchrun() -> bool:
-    """True in workers that torchrun restarted after a failure (--max-restarts)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+def restarted_by_torchrun(d: Dist | None = None) -> bool:
+    """True in workers that torchrun restarted after a failure (--max-restarts). Given the process
+    group, true on every rank as soon as one rank was restarted: torchrun counts restarts per node
+    (TORCHELASTIC_RESTART_COUNT), and a node whose own workers were healthy restarts them for the
+    new round with its count unchanged (pytorch/pytorch#108158), so across machines only the node
+    that failed may know. Every rank must decide the same way whether the run resumes."""
+    mine = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+    if d is None or not d.enabled:
+        return mine
+    return any(gather_objects(d, mine))
 
 
 def setup(device_type: str) -> Dist:

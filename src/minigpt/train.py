@@ -107,14 +107,9 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     been pressed after that step, which is how the tests check resume. Under torchrun every
     process calls this; see distributed.py.
     """
-    out_dir = Path(out_dir)
-    if not resume and restarted_by_torchrun() and (out_dir / CONFIG).exists():
-        resume = True  # torchrun --max-restarts brought us back: continue, don't start over
+    out_dir, given = Path(out_dir), (model_cfg, cfg)
     if resume:
-        out_dir = check_run_dir(out_dir)
-        # The one resume rule (config.resolve), as for --resume on the command line.
-        model_cfg, cfg = resolve(overrides=given_fields(model_cfg, cfg),
-                                 resumed=saved_configs(out_dir))
+        out_dir, model_cfg, cfg = _resumed(out_dir, model_cfg, cfg)
     model_cfg = model_cfg or ModelConfig()
     cfg = cfg or TrainConfig()
     model_cfg.validate()
@@ -122,6 +117,12 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     device = pick_device(cfg.device)
     d = setup(device.type)
     try:
+        # torchrun --max-restarts brought us back: continue, don't start over. Decided after
+        # joining the group, by all ranks together (distributed.restarted_by_torchrun); the
+        # device is the first attempt's, chosen from the same command line.
+        if not resume and restarted_by_torchrun(d) and (out_dir / CONFIG).exists():
+            resume = True
+            out_dir, model_cfg, cfg = _resumed(out_dir, *given)
         # Rank 0 holds the run directory's lock until training ends: a second run there is refused.
         with claim_run(out_dir, resume, d) as claim:
             return _train(model_cfg, cfg, claim, resume, log, interrupt_at_step, device, d)
@@ -131,6 +132,16 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
             # it can abort the process ("terminate called without an active exception").
             gc.collect()
         teardown(d)
+
+
+def _resumed(out_dir: Path, model_cfg, cfg) -> tuple[Path, ModelConfig, TrainConfig]:
+    """The run to continue and its configs: the one resume rule (config.resolve), as for --resume
+    on the command line."""
+    out_dir = check_run_dir(out_dir)
+    model_cfg, cfg = resolve(overrides=given_fields(model_cfg, cfg), resumed=saved_configs(out_dir))
+    model_cfg.validate()
+    cfg.validate()
+    return out_dir, model_cfg, cfg
 
 
 def _train(model_cfg, cfg, claim, resume, log, interrupt_at_step, device, d: Dist) -> Path:
