@@ -218,3 +218,33 @@ def test_every_option_refuses_edge_values_in_one_line_or_reaches_its_work(worksp
 def test_the_failures_issue_19_names_are_refused(workspace, argv):
     code, err = run_main(argv)
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (argv, err)
+
+
+TOML_VALUES = ["inf", "-inf", "nan", "1e308", "-1e308", "-1", "0", str(2**63 - 1), str(-2**63),
+               '""', '"' + "x" * 5000 + '"', '"\U0001F600"', "true", "[]", '[""]', "[1, 2]", "{a = 1}",
+               "1979-05-27", '"inf"', '"-1"', '"cuda:99"', "0.5", "1"]
+
+
+def toml_keys() -> list[tuple[str, str]]:
+    """(table, key) for every field of every config dataclass: each is a TOML key."""
+    from dataclasses import fields
+
+    from minigpt.config import ModelConfig, SampleConfig, TrainConfig
+
+    return [(table, f.name) for table, cls in (("model", ModelConfig), ("train", TrainConfig),
+                                               ("sample", SampleConfig)) for f in fields(cls)]
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, database=None, derandomize=not SEARCH,
+          suppress_health_check=list(HealthCheck))
+@given(key=st.sampled_from(toml_keys()), value=st.sampled_from(TOML_VALUES), flat=st.booleans())
+def test_every_toml_key_refuses_edge_values_in_one_line_or_reaches_training(workspace, tmp_path_factory,
+                                                                          key, value, flat):
+    table, name = key
+    config = tmp_path_factory.mktemp("toml") / "edge.toml"  # outside the workspace
+    config.write_text(f"{name} = {value}\n" if flat else f"[{table}]\n{name} = {value}\n", encoding="utf-8")
+    before = digest(workspace)
+    code, err = run_main(["train", "--data", "stories.txt", "--config", str(config)])
+    assert "Traceback" not in err, (name, value, err)
+    assert code is Reached or (code == 2 and len(err.splitlines()) == 1), (name, value, code, err)
+    assert digest(workspace) == before

@@ -64,6 +64,8 @@ def resolve(preset: str | None = None, toml: str | Path | None = None,
     if resumed is None:
         model_cfg, cfg = ModelConfig(), TrainConfig()
         layers[:0] = [_preset(preset), load_toml(toml) if toml is not None else {"model": {}, "train": {}}]
+        if layers[1].get("sample"):  # a [sample] table is checked too, never silently ignored
+            merged(SampleConfig(), layers[1]["sample"], f"config file {toml} sample").validate()
     else:
         model_cfg, cfg = resumed
         _check_resumable(model_cfg, cfg, given, preset, toml)
