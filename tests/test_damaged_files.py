@@ -478,6 +478,8 @@ def test_prepared_data_checks(run):
     for value in ("many", -1, True):
         (data / "meta.json").write_text(json.dumps(dict(meta, val_tokens=value)))
         refused(lambda: load_splits(data, tokenizer), "meta.json: val_tokens must be a count")
+    (data / "meta.json").write_text(json.dumps(dict(meta, tokenizer="bpe")))
+    refused(lambda: load_splits(data, tokenizer), "written by a 'bpe' tokenizer", "'char'")
     (data / "meta.json").write_text("{oops")
     refused(lambda: load_splits(data, tokenizer), "meta.json is not valid JSON")
     (data / "meta.json").unlink()  # runs from before meta.json: no counts to compare

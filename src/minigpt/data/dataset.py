@@ -98,6 +98,10 @@ def load_splits(data_dir: Path, tokenizer: Tokenizer) -> Splits:
     """
     meta = _read_meta(data_dir / "meta.json")
     damaged = "the run's prepared data is damaged: start a new run (--out) from the data"
+    if meta.get("tokenizer", tokenizer.kind) != tokenizer.kind:
+        raise UserError(f"{data_dir / 'meta.json'}: the data was written by a {meta['tokenizer']!r} "
+                        f"tokenizer, but tokenizer.json is {tokenizer.kind!r} (copied from another "
+                        f"run?): {damaged}")
     arrays = []
     for split in ("train", "val"):
         path = data_dir / f"{split}.bin"
