@@ -103,6 +103,16 @@ def test_a_body_that_is_not_a_json_object_gets_the_documented_shape(client, cont
     assert message in response.json()["error"] and "\n" not in response.json()["error"]
 
 
+def test_a_body_past_the_limit_is_a_413_read_no_further(client):
+    from minigpt.serve import MAX_BODY_BYTES
+
+    huge = b'{"prompt": "' + b"a" * (2 * MAX_BODY_BYTES) + b'"}'
+    response = client.post("/api/generate", content=huge, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"].startswith("the body is larger than")
+    padded = b" " * (MAX_BODY_BYTES - 100) + b'{"max_new_chars": 3}'  # within it: read as usual
+    assert client.post("/api/generate", content=padded, headers={"Content-Type": "application/json"}).json()["chars"] == 3
+
+
 def test_unknown_paths_and_methods_get_the_documented_shape(client):
     missing, wrong = client.get("/api/nothing"), client.delete("/api/generate")
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found: GET /api/nothing"}

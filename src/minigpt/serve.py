@@ -20,9 +20,10 @@ they share no state with the engine, so they neither wait for the stories nor ra
 Every answer is 2xx, 4xx or 503, and every error is JSON {"error": one line}: 422 a field of the
 wrong type (in a JSON body true is not 1 and "3" is not 3), out of its bounds or unknown, or a body
 that is not a JSON object; 400 a prompt character the model does not know or settings that
-SampleConfig.validate refuses; 404/405 no such path or method; 503 busy (or, should a bug ever
-raise, the error named, never a bare 500). The OpenAPI schema (/openapi.json) declares each of
-them, with the bounds of every field; tests/test_serve_schema.py fuzzes the app against it.
+SampleConfig.validate refuses; 404/405 no such path or method; 413 a body past 1 MiB; 503 busy
+(or, should a bug ever raise, the error named, never a bare 500). The OpenAPI schema
+(/openapi.json) declares each of them, with the bounds of every field; tests/test_serve_schema.py
+fuzzes the app against it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ MAX_NEW_CHARS = 2000
 # CLI's seed bound (SampleConfig.validate), and a schema "maximum" that reads back exactly.
 MAX_SEED = 2**53 - 1
 MAX_LOOKS_WAITING = 8  # look-inside requests queued for their thread before the next is "busy"
+# A request body is read no further than this (a 1,000-character prompt is at most ~12 KB of JSON):
+# a larger one is a 413, not memory taken.
+MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger("minigpt.serve")
 
 # The fields, with the bounds the schema states. SampleConfig.validate (the CLI's check) still runs
@@ -178,6 +182,7 @@ SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
 
 _ANSWERS = {
     400: "a prompt character the model does not know, or settings SampleConfig.validate refuses",
+    413: f"a body of more than {MAX_BODY_BYTES:,} bytes",
     422: "a parameter of the wrong type, out of its bounds or unknown, or a body that is not a "
          "JSON object",
     503: "busy: no free row within the wait, or too many waiting; try again in a moment",
@@ -232,6 +237,7 @@ def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: floa
                   description="Generate children's stories with a character-level GPT.", lifespan=lifespan)
     app.state.engine, app.state.stop, app.state.directory = engine, stop, directory
     _answer_errors(app, engine)
+    app.add_middleware(_BodyLimit)
     _add_model_routes(app, engine, _facts(directory, model, config))
     _add_story_routes(app, engine, queue_seconds)
     _add_look_routes(app, model, tokenizer, looks)
@@ -267,6 +273,31 @@ def _answer_errors(app: FastAPI, engine: Engine) -> None:
         message = " ".join(str(exc).split())[:300]
         return JSONResponse({"error": f"the server failed ({type(exc).__name__}: {message}); "
                              "please report it"}, status_code=503)
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body is read up to MAX_BODY_BYTES, and one that goes on is
+    answered 413 (an HTTPException raised where the route reads the body, so it gets the
+    documented shape)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _validation_message(errors) -> str:
@@ -331,7 +362,7 @@ async def _start_story(engine: Engine, req: StoryParams, pieces: bool,
 
 def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> None:
     """POST /api/generate (the whole story as JSON) and GET /api/stream (Server-Sent Events)."""
-    @app.post("/api/generate", response_model=Story, responses=_errors(400, 422))
+    @app.post("/api/generate", response_model=Story, responses=_errors(400, 413, 422))
     async def generate(req: GenerateRequest):
         s, events = await _start_story(engine, req, False, queue_seconds)
         try:
