@@ -126,9 +126,7 @@ def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
     last = logits[0, -1].float().cpu()
     raw = F.softmax(last, dim=-1)
     filtered = None if cfg.greedy or cfg.temperature == 0 else filter_logits(last[None], cfg)[0]
-    if filtered is None or not torch.isfinite(filtered).any():
-        # Greedy; or a top_p so small (1e-300 is 0 in float32) that the filter kept nothing: its
-        # limit, the likeliest character alone, which is also what sampling then draws.
+    if filtered is None:  # greedy: the likeliest character alone
         sampled = F.one_hot(raw.argmax(), raw.numel()).float()
     else:
         sampled = F.softmax(filtered, dim=-1)

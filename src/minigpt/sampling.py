@@ -29,8 +29,10 @@ def filter_logits(logits: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
     if cfg.top_p is not None and cfg.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a character when the ones ranked above it already reach top_p; the top one stays.
+        # Drop a character when the ones ranked above it already reach top_p; the top one always
+        # stays (a top_p so small that it rounds to 0 in float32 would otherwise drop them all).
         drop_sorted = cumulative - F.softmax(sorted_logits, dim=-1) >= cfg.top_p
+        drop_sorted[..., 0] = False
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
