@@ -140,6 +140,42 @@ def test_the_waiting_queue_is_bounded_and_a_cancelled_stream_frees_its_row():
     assert second.tokens == run_alone(model, [3], second.cfg, 1)
 
 
+def test_a_failing_step_ends_its_batch_and_the_server_loop_keeps_serving(capsys):
+    import threading
+
+    model = small_model()
+    engine = Engine(model, max_batch=4)
+    cfg = SampleConfig(max_new_tokens=5, stop_at_eos=False)
+    real, calls = engine._logits, []
+
+    def fails_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real()
+    engine._logits = fails_once
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.serve_forever, args=(stop,))
+    loop.start()
+    try:
+        first = engine.add(Stream([1, 2], cfg, make_generator(0)))
+        for _ in range(200):
+            if first.finished:
+                break
+            stop.wait(0.01)
+        second = engine.add(Stream([1, 2], cfg, make_generator(0)))
+        for _ in range(200):
+            if second.finished:
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        loop.join(5)
+    assert first.finished == "error" and not loop.is_alive()
+    assert second.finished == "length" and second.tokens == run_alone(model, [1, 2], cfg, 0)
+    assert "a step failed (RuntimeError: a bug)" in capsys.readouterr().err
+
+
 def test_notify_tells_admission_pieces_and_the_end(tiny_run):
     model, tok, _ = load(tiny_run, device="cpu")
     engine = Engine(model, tok)

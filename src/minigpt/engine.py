@@ -26,6 +26,7 @@ the whole window every step) follows exactly the same rule, so both write the sa
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -48,8 +49,9 @@ class Stream:
     seq[start:], of which seq[start:fed] is already in the stream's cache row. `prompt` is the
     prompt's text as the model reads it (`prompt_text`; '' for a stream made from ids). `tokens`
     and `pieces` are what it wrote (ids, and their text when the engine has a tokenizer). `finished`
-    becomes "length", "end of story" or "cancelled". `notify(kind, value)`, if set, is called by
-    the engine's thread with ("admitted", None), ("piece", text) and ("done", reason).
+    becomes "length", "end of story", "cancelled" or "error" (a server's step raised).
+    `notify(kind, value)`, if set, is called by the engine's thread with ("admitted", None),
+    ("piece", text) and ("done", reason).
     """
 
     def __init__(self, ids: list[int], cfg: SampleConfig, generator: torch.Generator,
@@ -186,9 +188,23 @@ class Engine:
     def serve_forever(self, stop: threading.Event) -> None:
         """The server's engine loop: step while there is work, sleep until there is."""
         while not stop.is_set():
-            if not self.step():
+            try:
+                worked = self.step()
+            except Exception as exc:  # a bug: end the stories of this batch, keep serving
+                self._fail(exc)
+                continue
+            if not worked:
                 self._wake.wait(0.5)
                 self._wake.clear()
+
+    def _fail(self, exc: Exception) -> None:
+        """End every live stream with finished = "error" after a step raised; the engine stays
+        usable for the streams that wait and those that come later."""
+        print(f"minigpt engine: a step failed ({type(exc).__name__}: {exc}); "
+              f"{len(self.live)} stories ended", file=sys.stderr, flush=True)
+        for s in self.live:
+            s.finished = "error"
+        self._leave(list(range(len(self.live))))
 
     def _admit(self) -> None:
         with self._lock:

@@ -370,6 +370,8 @@ def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> Non
                 pass
         finally:
             engine.cancel(s)  # a no-op once finished; frees the row if this request was dropped
+        if s.finished == "error":  # the engine's step failed (it said why on stderr): a 503
+            raise RuntimeError("the story could not be written")
         return {"prompt": s.prompt, "text": s.text, "chars": len(s.text), "finished": s.finished}
 
     @app.get("/api/stream", response_class=EventStream, responses={
