@@ -102,7 +102,7 @@ def test_data_shorter_than_block_size(tmp_path):
 
 def test_diverging_loss_stops_with_a_clear_error(tmp_path, story_file):
     with pytest.raises(UserError, match="diverged"):
-        train(small(), cfg(story_file, max_steps=50, learning_rate=1e30, warmup_steps=0,
+        train(small(), cfg(story_file, max_steps=50, learning_rate=10.0, warmup_steps=0,
                            grad_clip=0.0), tmp_path / "r", **QUIET)
 
 

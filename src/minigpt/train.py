@@ -22,8 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CONFIG, check_run_dir, save_checkpoint
-from .config import (RESUMABLE, ModelConfig, SampleConfig, TrainConfig, given_fields,
-                     parse_duration, resolve, saved_configs)
+from .config import (RESUMABLE, ModelConfig, SampleConfig, TrainConfig, check_training,
+                     given_fields, parse_duration, resolve, saved_configs)
 from .data import Splits, get_batch, release_pages
 from .device import pick_device, set_threads
 from .distributed import (Dist, all_agree, check_replicas_agree, gather_objects, restarted_by_torchrun,
@@ -114,6 +114,7 @@ def train(model_cfg: ModelConfig | None = None, cfg: TrainConfig | None = None,
     cfg = cfg or TrainConfig()
     model_cfg.validate()
     cfg.validate()
+    check_training(model_cfg, cfg)  # the memory this model and batch need, before allocating
     device = pick_device(cfg.device)
     d = setup(device.type)
     try:
