@@ -229,7 +229,7 @@ def test_a_folder_that_already_has_data_is_refused_before_anything_is_touched(tm
     before = snapshot(proj)
     code = main(["train", "--data", str(proj / "data" / "stories.txt"), "--out", str(proj), *TINY])
     err = capsys.readouterr().err
-    assert code == 2 and "already holds data, which a new run would overwrite" in err
+    assert code == 2 and "already holds data/, which a new run would write: move it away" in err
     assert len(err.strip().splitlines()) == 1
     assert snapshot(proj) == before
 

@@ -179,8 +179,9 @@ def _check_new_run_dir(out_dir: Path) -> None:
                         "or choose another --out")
     taken = [name for name in RUN_NAMES if os.path.lexists(out_dir / name)]
     if taken:
-        raise UserError(f"{out_dir} already holds {', '.join(taken)}, which a new run would "
-                        "overwrite: move them away or choose another --out")
+        shown = ", ".join(name + "/" * (out_dir / name).is_dir() for name in taken)
+        raise UserError(f"{out_dir} already holds {shown}, which a new run would write: move "
+                        f"{'them' if len(taken) > 1 else 'it'} away or choose another --out")
 
 
 def _make_dirs(out_dir: Path, created: list[Path]) -> None:
