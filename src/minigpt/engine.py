@@ -38,7 +38,7 @@ from .errors import UserError
 from .fastpath import decode_step
 from .model import KVCache, MiniGPT
 from .prompt import encode_prompt, held_back_space, prompt_text
-from .sampling import make_generator, sample_next
+from .sampling import group_rows, make_generator, sample_rows
 from .tokenizer import Tokenizer
 
 
@@ -72,8 +72,6 @@ class Stream:
         self.finished: str | None = None
         self.cancelled = False  # set from any thread; the engine drops the stream at its next step
         self.notify: Callable[[str, object], None] | None = None
-        # Rows that share these settings are sampled together (the filters are per call).
-        self.sampling_key = (cfg.greedy or cfg.temperature == 0, cfg.temperature, cfg.top_k, cfg.top_p)
 
     @property
     def text(self) -> str:
@@ -276,22 +274,11 @@ class Engine:
         return torch.tensor(rows, device=self.device)
 
     def _sample(self, logits: torch.Tensor) -> list[int]:
-        """One token per row; rows with the same settings are filtered together, and each row
-        draws from its own generator."""
-        if self._groups is None:
-            groups: dict[tuple, list[int]] = {}
-            for row, s in enumerate(self.live):
-                groups.setdefault(s.sampling_key, []).append(row)
-            self._groups = [(self.live[rows[0]].cfg, rows) for rows in groups.values()]
+        """One token per row, each with its own settings and generator (sampling.sample_rows)."""
+        if self._groups is None:  # rows by settings, kept until a stream joins or leaves
+            self._groups = group_rows([s.cfg for s in self.live])
             self._generators = [s.generator for s in self.live]
-        generators = self._generators
-        if len(self._groups) == 1:
-            return sample_next(logits, self._groups[0][0], generators).tolist()
-        tokens = torch.empty(len(self.live), dtype=torch.long, device=logits.device)
-        for cfg, rows in self._groups:
-            index = torch.tensor(rows, device=logits.device)
-            tokens[index] = sample_next(logits[index], cfg, [generators[r] for r in rows])
-        return tokens.tolist()
+        return sample_rows(logits, self._groups, self._generators).tolist()
 
     def _take(self, s: Stream, token: int) -> None:
         """Append a sampled token to its stream (or end the stream) and tell its listener."""

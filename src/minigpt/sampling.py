@@ -78,6 +78,28 @@ def sample_next(logits: torch.Tensor, cfg: SampleConfig, generator: Generators) 
     return order.gather(-1, choice[:, None]).squeeze(-1)
 
 
+def group_rows(cfgs: list[SampleConfig]) -> list[tuple[SampleConfig, list[int]]]:
+    """Rows (by index) that share sampling settings, with those settings: such rows are filtered
+    in one call (the filters take one setting per call)."""
+    groups: dict[tuple, list[int]] = {}
+    for row, cfg in enumerate(cfgs):
+        key = (cfg.greedy or cfg.temperature == 0, cfg.temperature, cfg.top_k, cfg.top_p)
+        groups.setdefault(key, []).append(row)
+    return [(cfgs[rows[0]], rows) for rows in groups.values()]
+
+
+def sample_rows(logits: torch.Tensor, groups: list[tuple[SampleConfig, list[int]]],
+                generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row of logits (B, V), row i with its group's settings and generators[i]."""
+    if len(groups) == 1:
+        return sample_next(logits, groups[0][0], generators)
+    tokens = torch.empty(len(logits), dtype=torch.long, device=logits.device)
+    for cfg, rows in groups:
+        index = torch.tensor(rows, device=logits.device)
+        tokens[index] = sample_next(logits[index], cfg, [generators[r] for r in rows])
+    return tokens
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     generator = torch.Generator(device=device)
     if seed is None:
