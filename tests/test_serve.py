@@ -104,7 +104,7 @@ def test_a_body_that_is_not_a_json_object_gets_the_documented_shape(client, cont
 
 
 def test_a_body_past_the_limit_is_a_413_read_no_further(client):
-    from minigpt.serve import MAX_BODY_BYTES
+    from minigpt.webapi import MAX_BODY_BYTES
 
     huge = b'{"prompt": "' + b"a" * (2 * MAX_BODY_BYTES) + b'"}'
     response = client.post("/api/generate", content=huge, headers={"Content-Type": "application/json"})
