@@ -565,7 +565,7 @@ def test_any_edit_of_a_tokenizer_json_loads_or_is_a_user_error(kind, key, value)
        value=JSON_VALUES)
 def test_any_edit_of_config_json_model_is_checked_or_a_user_error(key, value):
     from minigpt import ModelConfig, UserError
-    from minigpt.checkpoint import saved_model_config
+    from minigpt.runfiles import saved_model_config
 
     values = dict(ModelConfig(vocab_size=40, n_embd=16, num_heads=2, n_layers=1).__dict__, **{key: value})
     try:

@@ -23,6 +23,9 @@ Safety rules, each with a reason:
 - A file is written to a temporary name, fsynced and renamed over the old one; a checkpoint
   directory is assembled under a temporary name and renamed into place. A crash at any moment
   leaves the previous checkpoint whole, and `--resume` skips a damaged one for the one before.
+- Every file is checked as it is read (runfiles.py, which also names the files above): config.json
+  field by field, the weights' names, shapes and finite values, state.json; damage is a UserError
+  naming the file and the field, never a traceback or a silently wrong model.
 """
 
 from __future__ import annotations
@@ -42,16 +45,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .config import ModelConfig, from_dict
+from .config import ModelConfig
 from .errors import UserError
-from .files import read_json as _read_json_file
 from .files import regular_file
 from .model import MiniGPT
+from .runfiles import (CHECKPOINTS, CONFIG, STATE, TOKENIZER, TRAIN_STATE, WEIGHTS, check_finite,
+                       check_run_dir, check_shapes, checked_state, read_run_config, saved_model_config)
 from .tokenizer import Tokenizer, load_tokenizer
-
-CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
-TRAIN_STATE, STATE, CHECKPOINTS = "train_state.safetensors", "state.json", "checkpoints"
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
 def _fsync(path: Path) -> None:
@@ -84,19 +84,6 @@ def atomic_write(path: Path, write) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"))
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of a run directory (regular file, bounded nesting); any damage names it."""
-    try:
-        return _read_json_file(path)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing: is {path.parent} a training run directory?") from None
-    except UserError as exc:
-        if str(exc).startswith(f"{path} is not valid JSON"):
-            raise UserError(f"{path} is damaged: {str(exc)[len(str(path)) + 4:]}; "
-                            "the run cannot be loaded") from None
-        raise
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -229,20 +216,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def check_run_dir(path: str | Path) -> Path:
-    """Refuse pickle files and non-directories before anything tries to read them."""
-    path = Path(path).expanduser()
-    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UserError(f"{path}: pickle checkpoints are never loaded (loading one can run arbitrary "
-                        "code); give a run directory with model.safetensors")
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist; train one first with `minigpt train`")
-    if not path.is_dir():
-        raise UserError(f"checkpoint {path} is not a run directory (expected config.json, "
-                        "model.safetensors and tokenizer.json inside it)")
-    return path
-
-
 def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
                ) -> tuple[MiniGPT, Tokenizer, dict]:
     """Rebuild the model from a run directory: (model in eval mode, tokenizer, config.json)."""
@@ -254,68 +227,18 @@ def load_model(run_dir: str | Path, device: torch.device | str = "cpu"
         raise UserError(f"{run_dir}: tokenizer.json has {tokenizer.vocab_size} symbols but the model "
                         f"expects {model_config.vocab_size}; the files come from different runs")
     tensors = read_tensors(run_dir / WEIGHTS)
-    _check_shapes(model_config, tensors, run_dir / WEIGHTS)  # before allocating the model
+    check_shapes(model_config, tensors, run_dir / WEIGHTS)  # before allocating the model
     model = MiniGPT(model_config)
     load_weights(model, run_dir / WEIGHTS, tensors)
     model.to(device).eval()
     return model, tokenizer, config
 
 
-def read_run_config(run_dir: Path) -> dict:
-    """config.json of a run or model directory: a JSON object with a "model" object and, when
-    present, a "train" object; anything else is a UserError naming the file."""
-    path = run_dir / CONFIG
-    config = read_json(path)
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise UserError(f"{path} has no 'model' section; the run cannot be loaded")
-    if not isinstance(config.get("train", {}), dict):
-        raise UserError(f"{path}: 'train' must be an object, got {config['train']!r:.40}; "
-                        "the run cannot be loaded")
-    return config
-
-
-def saved_model_config(path: Path, values: Any) -> ModelConfig:
-    """The "model" section of a config.json, every field checked (types, then ranges) with an
-    error naming the file and the field."""
-    if not isinstance(values, dict):
-        raise UserError(f"{path}: 'model' must be an object, got {values!r}; the run cannot be loaded")
-    model_config = from_dict(ModelConfig, values, f"{path} model")
-    try:
-        model_config.validate()
-    except UserError as exc:
-        raise UserError(f"{path} model: {exc}; the file is damaged or was edited") from None
-    if model_config.vocab_size < 1:
-        raise UserError(f"{path} model: vocab_size must be a positive integer, got "
-                        f"{model_config.vocab_size}; the file is damaged or was edited")
-    return model_config
-
-
-def _check_shapes(model_config: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Refuse weights whose names or shapes differ from the model config.json describes, by
-    building that model on the meta device (no memory), so an edited n_embd of 10**9 costs
-    nothing."""
-    try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in MiniGPT(model_config).state_dict().items()}
-    except RuntimeError as exc:  # sizes past what torch can even describe
-        raise UserError(f"{path} does not match config.json (config.json describes a model too "
-                        f"large to build: {str(exc).splitlines()[0]})") from None
-    for name, shape in expected.items():
-        if name not in tensors:
-            raise UserError(f"{path} does not match config.json (it lacks the tensor {name})")
-        if tuple(tensors[name].shape) != shape:
-            raise UserError(f"{path} does not match config.json ({name} is "
-                            f"{tuple(tensors[name].shape)}, config.json needs {shape})")
-
-
 def load_weights(model: MiniGPT, path: Path, tensors: dict[str, torch.Tensor] | None = None) -> None:
     """Copy a model.safetensors file into `model`, refusing weights of another shape and
     weights that are not finite (NaN or inf would write empty stories)."""
     tensors = read_tensors(path) if tensors is None else tensors
-    for name, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise UserError(f"{path}: tensor {name} holds NaN or infinite values; the weights are "
-                            "damaged (use an earlier checkpoint or train again)")
+    check_finite(path, tensors)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -335,7 +258,7 @@ def load_train_state(run_dir: Path, model: MiniGPT, optimizer: torch.optim.Optim
         raise UserError(f"{run_dir} has no checkpoint to resume from ({CHECKPOINTS}/ is empty)")
     for directory in candidates:
         try:
-            state = _checked_state(directory / STATE, resuming=True)
+            state = checked_state(directory / STATE, resuming=True)
             tensors = read_tensors(directory / TRAIN_STATE)
             load_weights(model, directory / WEIGHTS)
             optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_param_groups"]))
@@ -352,27 +275,7 @@ def latest_state(run_dir: str | Path) -> dict:
     candidates = checkpoint_dirs(Path(run_dir))
     if not candidates:
         raise UserError(f"{run_dir} has no checkpoint yet")
-    return _checked_state(candidates[0] / STATE)
-
-
-def _checked_state(path: Path, resuming: bool = False) -> dict:
-    """state.json of a checkpoint: an object whose step is a count, its times and losses numbers
-    (needed when `resuming`) and its optimizer groups a list; anything else is a UserError
-    naming the file and the field."""
-    state = read_json(path)
-    if not isinstance(state, dict):
-        raise UserError(f"{path} is not a JSON object; the checkpoint is damaged")
-    step = state.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise UserError(f"{path}: step must be an integer >= 0, got {step!r}; the checkpoint is damaged")
-    for key in ("elapsed_s", "best_val_nats"):
-        value = state.get(key)
-        if (value is not None or resuming) and (isinstance(value, bool)
-                                                or not isinstance(value, (int, float))):
-            raise UserError(f"{path}: {key} must be a number, got {value!r}; the checkpoint is damaged")
-    if not isinstance(state.get("optimizer_param_groups", [] if not resuming else None), list):
-        raise UserError(f"{path}: optimizer_param_groups must be a list; the checkpoint is damaged")
-    return state
+    return checked_state(candidates[0] / STATE)
 
 
 def find_latest_run(root: str | Path = "runs") -> Path:

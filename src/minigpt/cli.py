@@ -16,7 +16,7 @@ import sys
 
 from .config import (ModelConfig, SampleConfig, TrainConfig, check_device, check_memory, check_range,
                      merged, resolve, saved_configs)
-from .config.knobs import MAX_BATCH, MAX_CHARS, MAX_NEW, MAX_SAMPLES, MAX_THREADS, MAX_VOCAB
+from .config.limits import MAX_BATCH, MAX_CHARS, MAX_NEW, MAX_SAMPLES, MAX_THREADS, MAX_VOCAB
 from .errors import UserError
 from .options import build_parser, one_line, picked
 

@@ -35,13 +35,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, atomic_write, find_latest_run,
-                         load_model, read_json, write_json, write_tensors)
+from .checkpoint import atomic_write, find_latest_run, load_model, write_json, write_tensors
 from .device import pick_device
 from .data import load_splits
 from .errors import UserError
 from .files import regular_file
 from .model import MiniGPT
+from .runfiles import CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, read_json
 from .runlog import METRICS, read_metrics
 from .tokenizer import WORD, Tokenizer, load_tokenizer
 

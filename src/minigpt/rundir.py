@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from .checkpoint import (CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, checkpoint_dirs, load_train_state,
-                         save_run_config)
+from .checkpoint import checkpoint_dirs, load_train_state, save_run_config
 from .config import ModelConfig, TrainConfig
 from .data import Splits, check_length, load_splits, prepare_data
 from .distributed import Dist, all_agree
 from .errors import UserError
 from .model import MiniGPT
+from .runfiles import CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS
 from .runlog import METRICS, SAMPLES, forget_after
 from .tokenizer import load_tokenizer
 

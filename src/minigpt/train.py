@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import CONFIG, check_run_dir, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import (RESUMABLE, ModelConfig, SampleConfig, TrainConfig, check_training,
                      given_fields, parse_duration, resolve, saved_configs)
 from .data import Splits, get_batch, release_pages
@@ -35,6 +35,7 @@ from .model import MiniGPT
 from .optim import learning_rate, make_optimizer
 from .precision import attention_kernel, autocast, resolve_precision
 from .rundir import claim_run, open_run, restore_checkpoint
+from .runfiles import CONFIG, check_run_dir
 from .runlog import METRICS, Progress, append_metrics, append_sample
 from .viz import draw_run_loss
 

@@ -5,47 +5,24 @@ n_embd, num_heads, n_layers, ff_hidden_mult, learning_rate, epochs, dropout, max
 code reads like the diagram it came from. A field made with `option(default, help)` is also a
 command-line option: options.py builds the parser from these fields, so a knob, its default and
 its --help line are written once, here. Every value is checked by a `validate()` method that
-raises `UserError` with a message a user can act on; `check_range` is the one range check.
+raises `UserError` with a message a user can act on.
 
-Every number has bounds that say what is sane, not only what is legal: integers have a lower and
-an upper bound (a seed fits torch's 64-bit seed, threads are at most MAX_THREADS), floats must be
-finite, and the memory a model and a batch need is estimated before anything is allocated
-(`check_memory`): a size that would need more than the machine's memory is refused with the
-estimate. The options that belong to no dataclass (--port, --stories, --top, ...) are checked
-with the same `check_range` and the bounds below.
+The bounds those checks hold a value to (what is sane, not only what is legal), the one range
+check `check_range`, the device names and the memory estimate live in limits.py, where the options
+that belong to no dataclass (--port, --stories, --top, ...) find them too.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
-
-# What is sane. Python's integers have no limit, torch's are 64-bit, and a value past these is a
-# typo or a fuzzer, never a plan: each is far beyond what this project's models and machines use.
-MAX_SEED = 2**63 - 1          # torch.manual_seed takes 64 bits; seed + story index stays inside
-MAX_THREADS = 1024            # torch threads (a 2-socket server has ~256 logical CPUs)
-MAX_STEPS = 10**12            # optimizer steps, warmup and evaluation intervals
-MAX_EPOCHS = 10**6
-MAX_CHARS = 10**13            # 10 TB of text
-MAX_BLOCK = 1 << 20           # context length; the memory estimate usually refuses far less
-MAX_WIDTH = 1 << 16           # n_embd
-MAX_LAYERS = 1 << 12
-MAX_FF_MULT = 64
-MAX_VOCAB = 1 << 24
-MAX_BATCH = 1 << 20           # windows per step, micro-batches, evaluation batches
-MAX_KEEP = 10**4              # checkpoints kept
-MAX_NEW = 10**7               # tokens or characters generated per story
-MAX_SAMPLES = 10**4           # stories written by one command
-MAX_TEMPERATURE = 100.0       # 5 is already noise; serve.py allows up to 5
-MAX_LEARNING_RATE = 10.0
-MAX_WEIGHT_DECAY = 100.0
-MAX_GRAD_CLIP = 1e6
-MAX_DURATION = 366 * 24 * 3600  # --max-time: a year
+from .limits import (MAX_BATCH, MAX_BLOCK, MAX_CHARS, MAX_EPOCHS, MAX_FF_MULT, MAX_GRAD_CLIP,
+                     MAX_KEEP, MAX_LAYERS, MAX_LEARNING_RATE, MAX_NEW, MAX_SAMPLES, MAX_SEED,
+                     MAX_STEPS, MAX_TEMPERATURE, MAX_THREADS, MAX_VOCAB, MAX_WEIGHT_DECAY, MAX_WIDTH,
+                     check_device, check_float, check_fraction, check_int, check_memory,
+                     check_positive_int, check_range, is_number, parse_duration)
 
 
 def option(default: Any, help: str, *flags: str, **argparse_kw: Any) -> Any:
@@ -86,17 +63,17 @@ class ModelConfig:
     def validate(self) -> None:
         for name, high in (("block_size", MAX_BLOCK), ("n_embd", MAX_WIDTH), ("num_heads", MAX_WIDTH),
                            ("n_layers", MAX_LAYERS), ("ff_hidden_mult", MAX_FF_MULT)):
-            _positive_int(name, getattr(self, name), high)
-        _int("vocab_size", self.vocab_size, 0, MAX_VOCAB)
+            check_positive_int(name, getattr(self, name), high)
+        check_int("vocab_size", self.vocab_size, 0, MAX_VOCAB)
         if self.n_embd % self.num_heads:
             raise UserError(
                 f"num_heads ({self.num_heads}) must divide n_embd ({self.n_embd}): "
                 f"each head gets n_embd / num_heads dimensions; try num_heads="
                 f"{_nearest_divisor(self.n_embd, self.num_heads)}"
             )
-        _fraction("dropout", self.dropout, allow_zero=True, allow_one=False)
+        check_fraction("dropout", self.dropout, allow_zero=True, allow_one=False)
         if self.attn_dropout is not None:
-            _fraction("attn_dropout", self.attn_dropout, allow_zero=True, allow_one=False)
+            check_fraction("attn_dropout", self.attn_dropout, allow_zero=True, allow_one=False)
         if self.attention not in ("fast", "explicit"):
             raise UserError(f"attention must be 'fast' or 'explicit', got {self.attention!r}")
         if not isinstance(self.bias, bool):
@@ -160,22 +137,22 @@ class TrainConfig:
         for name, high in (("batch_size", MAX_BATCH), ("grad_accum", MAX_BATCH),
                            ("eval_interval", MAX_STEPS), ("eval_batches", MAX_BATCH),
                            ("keep_checkpoints", MAX_KEEP)):
-            _positive_int(name, getattr(self, name), high)
+            check_positive_int(name, getattr(self, name), high)
         for name, high in (("max_chars", MAX_CHARS), ("max_steps", MAX_STEPS), ("threads", MAX_THREADS)):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name), high)
-        _int("sample_chars", self.sample_chars, 0, MAX_NEW)
-        _int("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
-        _int("seed", self.seed, 0, MAX_SEED)
+                check_positive_int(name, getattr(self, name), high)
+        check_int("sample_chars", self.sample_chars, 0, MAX_NEW)
+        check_int("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
+        check_int("seed", self.seed, 0, MAX_SEED)
         if self.epochs is not None:
-            _float("epochs", self.epochs, 0, MAX_EPOCHS, open_low=True)
-        _float("learning_rate", self.learning_rate, 0, MAX_LEARNING_RATE, open_low=True)
-        _fraction("val_fraction", self.val_fraction, allow_zero=False, allow_one=False)
-        _fraction("min_lr_ratio", self.min_lr_ratio, allow_zero=True, allow_one=True)
-        _float("weight_decay", self.weight_decay, 0, MAX_WEIGHT_DECAY)
-        _float("grad_clip", self.grad_clip, 0, MAX_GRAD_CLIP)
-        _fraction("beta1", self.beta1, allow_zero=True, allow_one=False)
-        _fraction("beta2", self.beta2, allow_zero=True, allow_one=False)
+            check_float("epochs", self.epochs, 0, MAX_EPOCHS, open_low=True)
+        check_float("learning_rate", self.learning_rate, 0, MAX_LEARNING_RATE, open_low=True)
+        check_fraction("val_fraction", self.val_fraction, allow_zero=False, allow_one=False)
+        check_fraction("min_lr_ratio", self.min_lr_ratio, allow_zero=True, allow_one=True)
+        check_float("weight_decay", self.weight_decay, 0, MAX_WEIGHT_DECAY)
+        check_float("grad_clip", self.grad_clip, 0, MAX_GRAD_CLIP)
+        check_fraction("beta1", self.beta1, allow_zero=True, allow_one=False)
+        check_fraction("beta2", self.beta2, allow_zero=True, allow_one=False)
         if self.max_time is not None:
             parse_duration(self.max_time)
         check_device(self.device)
@@ -191,7 +168,7 @@ class TrainConfig:
             check_range(f"--vocab-size for {self.tokenizer}", self.tokenizer_vocab_size, low, 65535)
         if self.optimizer not in ("adamw", "muon"):
             raise UserError(f"optimizer must be adamw or muon, got {self.optimizer!r}")
-        _fraction("muon_momentum", self.muon_momentum, allow_zero=True, allow_one=False)
+        check_fraction("muon_momentum", self.muon_momentum, allow_zero=True, allow_one=False)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not self.data:
@@ -223,176 +200,28 @@ class SampleConfig:
     def validate(self) -> None:
         """The one check of sampling settings: the CLI, the Python API and every server request."""
         if self.max_new_tokens is not None:
-            _int("max_new_tokens", self.max_new_tokens, 0, MAX_NEW)
+            check_int("max_new_tokens", self.max_new_tokens, 0, MAX_NEW)
         if self.max_new_chars is not None:
-            _int("max_new_chars", self.max_new_chars, 0, MAX_NEW)
+            check_int("max_new_chars", self.max_new_chars, 0, MAX_NEW)
         if self.max_new_tokens is None and self.max_new_chars is None:
             raise UserError("give max_new_tokens or max_new_chars: how long the story may grow")
-        _positive_int("num_samples", self.num_samples, MAX_SAMPLES)
+        check_positive_int("num_samples", self.num_samples, MAX_SAMPLES)
         if isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool) \
                 and self.temperature < 0:
             raise UserError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
-        _float("temperature", self.temperature, 0, MAX_TEMPERATURE)
+        check_float("temperature", self.temperature, 0, MAX_TEMPERATURE)
         if self.top_k is not None:
-            _positive_int("top_k", self.top_k, MAX_VOCAB)
-        if self.top_p is not None and not (_is_number(self.top_p) and 0 < self.top_p <= 1):
+            check_positive_int("top_k", self.top_k, MAX_VOCAB)
+        if self.top_p is not None and not (is_number(self.top_p) and 0 < self.top_p <= 1):
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.seed is not None:
-            _int("seed", self.seed, 0, MAX_SEED)
+            check_int("seed", self.seed, 0, MAX_SEED)
         for name in ("greedy", "stop_at_eos", "use_cache"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
 
-def parse_duration(text: str) -> float:
-    """'90' or '90s' -> 90.0, '10m' -> 600.0, '1.5h' -> 5400.0 (seconds)."""
-    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,12})?)\s*([smh]?)\s*", str(text), re.ASCII)
-    if not match or float(match.group(1)) <= 0:
-        raise UserError(f"cannot read duration {text!r}: use a positive number with s, m or h, e.g. 10m")
-    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-    if seconds > MAX_DURATION:
-        raise UserError(f"max_time {text!r} is more than a year; give at most {MAX_DURATION // 3600}h")
-    return seconds
-
-
-DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?", re.ASCII)
-
-
-def check_device(name: Any) -> str:
-    """A device name the project knows: auto, cpu, cuda, cuda:N or mps (device.pick_device then
-    checks that it exists here)."""
-    if not isinstance(name, str) or not DEVICE_RE.fullmatch(name):
-        raise UserError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-    return name
-
-
-def machine_memory() -> int | None:
-    """Bytes of physical memory on this machine; None where that cannot be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
-    try:
-        import psutil  # not a dependency; used where it happens to be installed (Windows)
-        return int(psutil.virtual_memory().total)
-    except Exception:  # noqa: BLE001 - no psutil, or it cannot tell: no memory check
-        return None
-
-
-def memory_estimate(model: ModelConfig, batch: int = 0, training: bool = False) -> dict[str, int]:
-    """A lower estimate, in bytes, of what a model of this shape needs: its fp32 weights and
-    attention masks; for `training` also gradients and two optimizer states; and for a `batch`
-    of windows of block_size tokens the activations of one forward pass (kept for the backward
-    pass when training). An unknown vocab_size (0) counts as 256."""
-    C, T, L, m = model.n_embd, model.block_size, model.n_layers, model.ff_hidden_mult
-    V = model.vocab_size or 256
-    params = 2 * V * C + T * C + L * (4 + 2 * m) * C * C
-    weights = 4 * params + 5 * L * T * T  # + the bool mask and float bias of each layer (T x T)
-    if training:
-        weights += 3 * 4 * params  # gradients, Adam's two moments (Muon keeps less, AdamW as much)
-    tokens = batch * T
-    per_layer = tokens * C * (6 + 2 * m)  # values a block keeps (qkv, attention out, MLP, norms)
-    if model.attention == "explicit":
-        per_layer += 2 * batch * model.num_heads * T * T  # scores and their softmax
-    activations = 4 * (L * per_layer + 2 * tokens * V) if batch else 0
-    if batch and not training:  # inference keeps only one block's values at a time
-        activations = 4 * (per_layer + 2 * tokens * V)
-    return {"weights": weights, "activations": activations, "total": weights + activations}
-
-
-def check_memory(model: ModelConfig, batch: int = 0, training: bool = False,
-                 available: int | None = None) -> None:
-    """Refuse, before anything is allocated, a model (and batch) that needs more than the
-    machine's memory, with the estimate (see memory_estimate). `available` stands in for
-    machine_memory() in tests."""
-    available = machine_memory() if available is None else available
-    if not available:
-        return
-    need = memory_estimate(model, batch, training)
-    if need["total"] <= available:
-        return
-    what = f"training on batches of {batch}" if training else (f"on a batch of {batch}" if batch else "")
-    parts = f"weights and masks {_gb(need['weights'])}" + (
-        f", activations {_gb(need['activations'])}" if need["activations"] else "")
-    raise UserError(
-        f"a model of block_size {model.block_size}, n_embd {model.n_embd}, n_layers {model.n_layers}"
-        f"{' ' + what if what else ''} needs about {_gb(need['total'])} of memory ({parts}) but this "
-        f"machine has {_gb(available)}: choose a smaller block_size, n_embd, n_layers or batch")
-
-
-def _gb(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n < 2**30 * 10**6 else f"{n / 2**30:.3g} GiB"
-
-
-def check_range(name: str, value: Any, low: float, high: float | None = None,
-                most: float | None = None) -> None:
-    """Refuse a number below `low` or above `high`, in one line naming `name` (None passes).
-    `most` is a sanity bound rather than a range ("--stories must be at most 10000").
-
-    The one range check: validate() uses it, and so do the options that have no dataclass.
-    A float must be finite (nan and inf fail every bound)."""
-    if value is None:
-        return
-    if not _is_number(value):
-        raise UserError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value}")
-    if most is not None and value > most and (high is None or value <= high):
-        raise UserError(f"{name} must be at most {most}, got {value}")
-    if low <= value and (high is None or value <= high):
-        return
-    if high is not None:
-        raise UserError(f"{name} must be between {low} and {high}, got {value}")
-    if low == 1 and isinstance(low, int):
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-    raise UserError(f"{name} must be >= {low}, got {value}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value: Any, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-    check_range(name, value, 1, high)
-
-
-def _int(name: str, value: Any, low: int, high: int) -> None:
-    """An integer in [low, high]."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise UserError(f"{name} must be an integer, got {value!r}")
-    if value < low and high is not None and low == 0:
-        raise UserError(f"{name} must be >= 0, got {value}")
-    check_range(name, value, low, high)
-
-
-def _float(name: str, value: Any, low: float, high: float, open_low: bool = False) -> None:
-    """A finite number in [low, high] (or (low, high] with `open_low`)."""
-    if not _is_number(value):
-        raise UserError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, int) and abs(value) > 2**1000:  # float() of it would overflow
-        raise UserError(f"{name} must be between {low} and {high}, got {value}")
-    if not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value}")
-    if open_low and value <= low:
-        raise UserError(f"{name} must be > {low:g}, got {value}")
-    if value < low:
-        raise UserError(f"{name} must be >= {low:g}, got {value}")
-    if value > high:
-        raise UserError(f"{name} must be at most {high:g}, got {value}")
-
-
-def _fraction(name: str, value: float, allow_zero: bool, allow_one: bool) -> None:
-    if not _is_number(value):
-        raise UserError(f"{name} must be a number, got {value!r}")
-    low_ok = value > 0 or (allow_zero and value == 0)
-    high_ok = value < 1 or (allow_one and value == 1)
-    if not (low_ok and high_ok):
-        lo, hi = "[" if allow_zero else "(", "]" if allow_one else ")"
-        raise UserError(f"{name} must be in {lo}0, 1{hi}, got {value}")
-
-
 def _nearest_divisor(n: int, near: int) -> int:
+    """The divisor of n closest to `near`: the num_heads to suggest when it does not divide n_embd."""
     divisors = [d for d in range(1, n + 1) if n % d == 0]
     return min(divisors, key=lambda d: (abs(d - near), d))

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..files import regular_file
-from .knobs import ModelConfig, SampleConfig, TrainConfig, check_memory
+from .knobs import ModelConfig, SampleConfig, TrainConfig
+from .limits import check_memory
 
 
 # Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
@@ -82,7 +83,7 @@ def resolve(preset: str | None = None, toml: str | Path | None = None,
 
 def check_training(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
     """Refuse a model and batch whose training needs more than this machine's memory, with the
-    estimate, before anything is allocated (knobs.check_memory). A micro-batch is
+    estimate, before anything is allocated (limits.check_memory). A micro-batch is
     batch_size / grad_accum windows (under torchrun, each process holds a share of that)."""
     check_memory(model_cfg, -(-cfg.batch_size // cfg.grad_accum), training=True)
 
@@ -100,7 +101,7 @@ def _check_resumable(model_cfg: ModelConfig, cfg: TrainConfig, given: dict[str, 
 
 def saved_configs(run_dir: str | Path) -> tuple[ModelConfig, TrainConfig]:
     """The (ModelConfig, TrainConfig) a run was saved with, from its config.json."""
-    from ..checkpoint import CONFIG, check_run_dir, read_run_config  # checkpoint.py imports this module
+    from ..runfiles import CONFIG, check_run_dir, read_run_config  # runfiles.py imports this module
 
     run_dir = check_run_dir(run_dir)
     saved = read_run_config(run_dir)  # an object with a "model" object, or a UserError naming it
