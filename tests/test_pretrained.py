@@ -153,5 +153,5 @@ def test_serve_shows_the_bundled_model_facts():
 
     from minigpt.serve import create_app
 
-    facts = TestClient(create_app("bundled")).get("/api/model").json()
+    facts = TestClient(create_app("bundled", engine_thread=False)).get("/api/model").json()
     assert facts["run"] == "tinystories-char" and facts["held_out_bits_per_char"] < 1.5
