@@ -42,3 +42,29 @@ def tiny_run(tmp_path_factory, story_file):
                       eval_batches=2, sample_chars=20, threads=1, warmup_steps=10),
           out, log=lambda *a: None)
     return out
+
+
+# The architecture ladder (minigpt/ladder.py): the seed's design, each idea alone, and all at once
+# (ReLU², the last activation named). Tests that prove a path equals its reference take these.
+def _ladder():
+    from minigpt.ladder import RUNGS
+
+    every = {k: v for rung in RUNGS.values() for k, v in rung.items()}
+    return [pytest.param({}, id="seed"), *(pytest.param(kw, id=name) for name, kw in RUNGS.items()),
+            pytest.param(every, id="all")]
+
+
+LADDER = _ladder()
+
+
+def shaken(model, seed: int = 0):
+    """`model` with every parameter moved a little from its initial value, as training would:
+    zero-initialised projections, the ladder's scalars (1, 0, 0.5) and the norms' unit gains
+    would otherwise hide what a path does with them."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model

@@ -10,13 +10,17 @@ from minigpt.model import KVCache
 from minigpt.precision import autocast
 from minigpt.sampling import make_generator
 
+from conftest import LADDER, shaken
+
 VOCAB = 12
 
 
-def small_model(block=16) -> MiniGPT:
+def small_model(block=16, ladder=None) -> MiniGPT:
+    """A small model; with `ladder` options its weights are also moved off their initial values."""
     torch.manual_seed(1)
-    return MiniGPT(ModelConfig(vocab_size=VOCAB, block_size=block, n_embd=32, num_heads=4,
-                               n_layers=2, dropout=0.0)).eval()
+    model = MiniGPT(ModelConfig(vocab_size=VOCAB, block_size=block, n_embd=32, num_heads=4,
+                                n_layers=2, dropout=0.0, **(ladder or {}))).eval()
+    return shaken(model) if ladder else model
 
 
 # Sixteen streams that differ in everything: prompt length (some past block_size), settings,
@@ -75,8 +79,9 @@ def test_streams_join_and_leave_between_steps():
     assert all(s.finished == "length" for s in streams)
 
 
-def test_the_cache_writes_the_same_stories_as_recomputing_every_step():
-    model = small_model()
+@pytest.mark.parametrize("ladder", LADDER)
+def test_the_cache_writes_the_same_stories_as_recomputing_every_step(ladder):
+    model = small_model(ladder=ladder)
     specs = stream_specs(8)
     for use_cache in (True, False):
         engine = Engine(model, max_batch=8, use_cache=use_cache)

@@ -10,13 +10,17 @@ from minigpt import MiniGPT, ModelConfig
 from minigpt.model import KVCache
 from minigpt.precision import attention_kernel
 
+from conftest import LADDER, shaken
+
 CPU = torch.device("cpu")
 
 
-def model(**kw) -> MiniGPT:
+def model(ladder=None, **kw) -> MiniGPT:
+    """A small model; with `ladder` options its weights are also moved off their initial values."""
     torch.manual_seed(3)
     cfg = dict(vocab_size=20, block_size=16, n_embd=64, num_heads=4, n_layers=2)
-    return MiniGPT(ModelConfig(**{**cfg, **kw}))
+    net = MiniGPT(ModelConfig(**{**cfg, **kw, **(ladder or {})}))
+    return shaken(net) if ladder else net
 
 
 def test_fast_kernels_equal_the_explicit_formula():
@@ -44,9 +48,10 @@ def test_the_attention_kernel_is_chosen_once_per_precision_and_device():
         net.prepare("flash")
 
 
+@pytest.mark.parametrize("ladder", LADDER)
 @pytest.mark.parametrize("kernel", ["sdpa", "baddbmm"])
-def test_the_cache_fed_one_position_at_a_time_equals_the_full_forward(kernel):
-    net = model().eval().prepare(kernel)
+def test_the_cache_fed_one_position_at_a_time_equals_the_full_forward(kernel, ladder):
+    net = model(ladder).eval().prepare(kernel)
     seq = torch.randint(0, 20, (2, 16))
     cache = KVCache(net.config, batch=2)
     with torch.inference_mode():  # where generation runs (the fast Linear layout, no autograd)
@@ -74,12 +79,14 @@ def test_the_inference_layout_of_linear_follows_weight_changes():
     assert not torch.allclose(before, after)
 
 
-def test_the_traced_decode_step_is_the_forward_itself():
+@pytest.mark.parametrize("ladder", LADDER)
+def test_the_traced_decode_step_is_the_forward_itself(ladder):
     """fastpath.decode_step is forward() recorded by torch.fx: the same logits, bit for bit,
-    for rows at the same and at different positions, and the cache advances the same way."""
+    for rows at the same and at different positions, and the cache advances the same way,
+    whichever options of the ladder the model has."""
     from minigpt.fastpath import decode_step
 
-    net = model().eval()
+    net = model(ladder).eval()
     step = decode_step(net)
     assert step is not None and "scaled_dot_product_attention" in step.code
     torch.manual_seed(4)
@@ -97,7 +104,7 @@ def test_the_traced_decode_step_is_the_forward_itself():
         with pytest.raises(ValueError, match="one position per row"):
             step(torch.zeros(3, 2, dtype=torch.long), caches[1])
     assert decode_step(net) is step  # traced once per model ...
-    net.head.weight = torch.nn.Parameter(net.head.weight.detach().clone())
+    net.ln_f.weight = torch.nn.Parameter(net.ln_f.weight.detach().clone())
     assert decode_step(net) is not step  # ... and again when its parameters are other tensors
     assert decode_step(net.train()) is None  # dropout would act: forward() runs itself
     net.eval().set_attention("explicit")

@@ -1,4 +1,7 @@
-"""The transformer's properties: shapes, causality, both attention paths agree, it can learn."""
+"""The transformer's properties: shapes, causality, both attention paths agree, it can learn.
+
+The proofs that a path equals its reference run for every option of the architecture ladder
+(conftest.LADDER); what each option does is tests/test_ladder.py."""
 
 import pytest
 import torch
@@ -6,13 +9,17 @@ import torch
 from minigpt import MiniGPT, ModelConfig, UserError
 from minigpt.model import KVCache
 
+from conftest import LADDER, shaken
 
-def tiny(attention="fast", dropout=0.0, **kw) -> MiniGPT:
+
+def tiny(attention="fast", dropout=0.0, ladder=None, **kw) -> MiniGPT:
+    """A small model; with `ladder` options its weights are also moved off their initial values."""
     torch.manual_seed(0)
     cfg = dict(vocab_size=20, block_size=16, n_embd=32, num_heads=4, n_layers=2, dropout=dropout,
                attention=attention)
     cfg.update(kw)
-    return MiniGPT(ModelConfig(**cfg))
+    model = MiniGPT(ModelConfig(**cfg, **(ladder or {})))
+    return shaken(model) if ladder else model
 
 
 def test_shapes_and_loss():
@@ -25,9 +32,10 @@ def test_shapes_and_loss():
     assert weights.shape == (2, 3, 4, 16, 16)
 
 
+@pytest.mark.parametrize("ladder", LADDER)
 @pytest.mark.parametrize("attention", ["fast", "explicit"])
-def test_causal_later_characters_never_change_earlier_logits(attention):
-    model = tiny(attention).eval()
+def test_causal_later_characters_never_change_earlier_logits(attention, ladder):
+    model = tiny(attention, ladder=ladder).eval()
     a = torch.randint(0, 20, (1, 16))
     b = a.clone()
     b[0, 10:] = (b[0, 10:] + 1) % 20
@@ -37,9 +45,10 @@ def test_causal_later_characters_never_change_earlier_logits(attention):
     assert not torch.allclose(la[0, 10:], lb[0, 10:], atol=1e-4)
 
 
-def test_explicit_equals_fast_outputs_and_gradients():
+@pytest.mark.parametrize("ladder", LADDER)
+def test_explicit_equals_fast_outputs_and_gradients(ladder):
     ids = torch.randint(0, 20, (2, 16))
-    models = {kind: tiny(kind) for kind in ("fast", "explicit")}
+    models = {kind: tiny(kind, ladder=ladder) for kind in ("fast", "explicit")}
     models["explicit"].load_state_dict(models["fast"].state_dict())
     grads, losses = {}, {}
     for kind, model in models.items():
@@ -67,9 +76,10 @@ def test_set_attention_switches_every_layer():
     assert not any(hasattr(b.attn, "last_weights") for b in model.blocks)
 
 
+@pytest.mark.parametrize("ladder", LADDER)
 @pytest.mark.parametrize("attention", ["fast", "explicit"])
-def test_cached_forward_equals_full_forward(attention):
-    model = tiny(attention).eval()
+def test_cached_forward_equals_full_forward(attention, ladder):
+    model = tiny(attention, ladder=ladder).eval()
     ids = torch.randint(0, 20, (1, 12))
     full, _, _ = model(ids)
     cache = KVCache(model.config)
@@ -81,11 +91,12 @@ def test_cached_forward_equals_full_forward(attention):
     assert torch.allclose(full[:, 7:], rest, atol=1e-5)
 
 
+@pytest.mark.parametrize("ladder", LADDER)
 @pytest.mark.parametrize("attention", ["fast", "explicit"])
-def test_one_forward_advances_rows_at_different_positions(attention):
+def test_one_forward_advances_rows_at_different_positions(attention, ladder):
     """Three independent streams of different lengths in one cache: a batched step gives each
     row the logits it gets alone, and a new prompt can be fed into one row of a live batch."""
-    model = tiny(attention).eval()
+    model = tiny(attention, ladder=ladder).eval()
     torch.manual_seed(5)
     seqs = [torch.randint(0, 20, (n,)) for n in (3, 9, 6)]
     nxt = torch.randint(0, 20, (3, 1))

@@ -19,7 +19,7 @@ its own prompt, settings and seed, never on what else is in the batch (tests/tes
 How a prompt becomes the ids a stream starts from, and why a trailing space is held back for
 subword and word tokenizers, is prompt.py.
 
-Learned position embeddings stop at block_size. When a story grows past that, the context slides:
+Positions stop at block_size (learned or rotary: docs/architecture.md). Past that the context slides:
 it restarts from the last 3/4 of a block, and the recompute path (`use_cache=False`, which re-runs
 the whole window every step) follows exactly the same rule, so both write the same story.
 """

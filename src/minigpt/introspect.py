@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .config import SampleConfig
 from .prompt import prompt_ids
 from .evaluate import eval_mode
+from .ladder import rotate
 from .model import MiniGPT
 from .sampling import filter_logits
 from .tokenizer import Tokenizer
@@ -82,11 +83,19 @@ def attention_trace(model: MiniGPT, batch: int, length: int) -> list[Stage]:
     x = torch.zeros(batch, length, model.config.n_embd, device=device)
     qkv = attn.qkv(x)
     q, k, v = (attn.split_heads(t) for t in qkv.split(model.config.n_embd, dim=2))
+    steps = [("  q, k, v per head (B,H,T,D)", q)]
+    if attn.q_norm is not None:
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        steps.append(("  q, k RMS-normalised (qk_norm)", q))
+    if model.rotary is not None:
+        rope = model.rotary(torch.arange(length, device=device))
+        q, k = rotate(q, *rope), rotate(k, *rope)
+        steps.append(("  q, k turned by position (RoPE)", q))
     scores = q @ k.transpose(-2, -1)
     mixed = F.softmax(scores, dim=-1) @ v
     merged = attn.merge_heads(mixed)
-    steps = [("  q, k, v per head (B,H,T,D)", q), ("  scores q @ k^T (B,H,T,T)", scores),
-             ("  softmax(scores) @ v (B,H,T,D)", mixed), ("  heads merged (B,T,C)", merged)]
+    steps += [("  scores q @ k^T (B,H,T,T)", scores), ("  softmax(scores) @ v (B,H,T,D)", mixed),
+              ("  heads merged (B,T,C)", merged)]
     del k, v
     return [Stage(label, "", tuple(t.shape), 0) for label, t in steps]
 
@@ -105,8 +114,24 @@ def format_summary(stages: list[Stage], model: MiniGPT) -> str:
               f"B = batch, T = block_size = {c.block_size}, C = n_embd = {c.n_embd}, "
               f"H = num_heads = {c.num_heads}, D = C / H = {c.head_size}, V = vocab = {c.vocab_size}",
               f"attention's qkv makes 3C = {3 * c.n_embd} features: q, k, v of H heads x D dims; "
-              f"the feed-forward widens C to ff_hidden_mult x C = {c.ff_hidden_mult * c.n_embd}"]
+              f"the feed-forward widens C to ff_hidden_mult x C = {c.ff_hidden_mult * c.n_embd}",
+              architecture(c)]
     return "\n".join(lines)
+
+
+def architecture(c) -> str:
+    """One line naming the model's pieces: the seed's, or the ladder's (ladder.py) where chosen."""
+    positions = ("learned (position_embedding)" if c.positions == "learned"
+                 else "rotary (RoPE: q and k turned by position, no table)")
+    pieces = (("QK-norm", c.qk_norm), ("value embeddings (value_embedding, ve_scale per layer)",
+                                        c.value_embeddings),
+              ("x0 mixing (x0_mix per block)", c.x0_mixing), ("zero-initialised projections", c.zero_init),
+              ("head tied to token_embedding", c.tie_head))
+    extras = [name for name, on in pieces if on]
+    if c.logit_softcap is not None:
+        extras.append(f"logits soft-capped at +-{c.logit_softcap:g}")
+    return f"activation {c.activation}, norm {c.norm}, positions {positions}" + "".join(
+        f", {e}" for e in extras)
 
 
 @torch.no_grad()

@@ -8,6 +8,10 @@ One forward runs the blocks for everything: training, evaluation, the learning t
 generation. For generation it takes a `KVCache`, the keys and values of every position already
 seen, for a batch of independent stories, each at its own position.
 
+That is the seed's design, and the default. ModelConfig's "ladder" fields swap in the pieces later
+small-model recipes use (ReLU², RMSNorm, QK-norm, rotary positions, value embeddings, x0 mixing,
+zero-initialised projections, a tied head, soft-capped logits); ladder.py explains each one.
+
 This file knows nothing about files, devices, data or logging: it is the model and nothing else.
 Letters used in shapes: B batch, T time (characters), C channels (n_embd), H heads, D head size,
 L block_size (the longest context).
@@ -21,74 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cache import KVCache
 from .config import ModelConfig
-
-
-class KVCache:
-    """Keys and values of every position seen so far, for a batch of independent streams.
-
-    Attention at a new position needs the keys and values of all earlier positions, and those never
-    change once computed, so generation keeps them instead of recomputing the whole context for
-    every new character. The buffers are allocated once, (B, H, L, D) per layer; a step writes
-    only its new slots. Row b is its own story: `lengths[b]` positions of it are filled, and rows
-    need not agree, so one forward can advance stories that started at different times.
-
-    `rows(start, stop)` is a view of some rows (same memory): feed a new prompt into one row
-    while the others wait, then advance all of them together. (engine.py moves rows around.)
-    """
-
-    def __init__(self, config: ModelConfig, batch: int = 1, dtype=torch.float32, device="cpu"):
-        shape = (batch, config.num_heads, config.block_size, config.head_size)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
-        self.lengths = torch.zeros(batch, dtype=torch.long)  # filled positions per row (on the CPU)
-        self.block_size = config.block_size
-
-    def rows(self, start: int, stop: int) -> KVCache:
-        """Rows start..stop-1 as a cache of their own, sharing this one's memory."""
-        if start == 0 and stop == len(self.lengths):
-            return self
-        view = object.__new__(KVCache)
-        view.keys = [k[start:stop] for k in self.keys]
-        view.values = [v[start:stop] for v in self.values]
-        view.lengths, view.block_size = self.lengths[start:stop], self.block_size
-        return view
-
-    def advance(self, T: int) -> None:
-        """Every row now holds T more positions (forward() calls this after the last layer)."""
-        self.lengths.add_(T)
-
-    def plan(self, T: int, device) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
-        """Where T new positions go in every row: (positions, the attention mask, slots).
-
-        When every row is at the same length the new positions are one slice of the buffers and
-        the usual causal rule applies (mask None). Otherwise each row writes at its own positions,
-        and the mask (B, 1, T, end) says which keys each new query may see: its own row's, up to
-        itself. A row's unused slots past its length are never visible to it.
-        """
-        starts = self.lengths.tolist()
-        end = max(starts) + T
-        if end > self.block_size:
-            raise ValueError(f"sequence of {end} exceeds block_size {self.block_size}")
-        if min(starts) == end - T:  # all rows at the same length
-            return torch.arange(end - T, end, device=device), None, (slice(end - T, end), end)
-        positions = (self.lengths[:, None] + torch.arange(T)).to(device)  # (B, T)
-        visible = torch.arange(end, device=device) <= positions[:, :, None]  # (B, T, end)
-        rows = torch.arange(len(starts), device=device)[:, None]
-        return positions, visible[:, None], ((rows, slice(None), positions), end)
-
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, slots: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new keys and values (B, H, T, D) of one layer where `plan` said; return
-        every row's keys and values up to the longest row, (B, H, end, D)."""
-        where, end = slots
-        keys, values = self.keys[layer], self.values[layer]
-        if isinstance(where, slice):
-            keys[:, :, where] = k
-            values[:, :, where] = v
-        else:  # per-row positions: index (row, all heads, position) -> (B, T, H, D)
-            keys[where] = k.transpose(1, 2).to(keys.dtype)
-            values[where] = v.transpose(1, 2).to(values.dtype)
-        return keys[:, :, :end], values[:, :, :end]
+from .ladder import ACTIVATIONS, RMSNorm, Rotary, make_norm, rotate, softcap
 
 
 class Linear(nn.Linear):
@@ -140,6 +79,15 @@ class CausalSelfAttention(nn.Module):
         # The same mask as numbers to add to the scores: 0 where allowed, -inf in the future.
         bias = torch.zeros(config.block_size, config.block_size).masked_fill(~mask, float("-inf"))
         self.register_buffer("causal_bias", bias, persistent=False)
+        # QK-norm (ladder.py; OLMo 2, Gemma 3, modded-nanogpt): each head's queries and keys are
+        # divided by their RMS (times a learned gain), so a score cannot grow without bound as the
+        # weights grow: softmax never saturates suddenly, which tolerates a higher learning rate.
+        self.q_norm = RMSNorm(self.head_size) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_size) if config.qk_norm else None
+        # Value embeddings (modded-nanogpt): this layer's values get ve_scale times a second
+        # embedding of the token itself (MiniGPT.value_embedding), so what a position offers to
+        # the others includes "which character am I" however much the stream has mixed it.
+        self.ve_scale = nn.Parameter(torch.full((1,), 0.5)) if config.value_embeddings else None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, H, T, D): each head works on its own slice of the channels."""
@@ -200,15 +148,22 @@ class CausalSelfAttention(nn.Module):
             raise ValueError(f"kernel must be 'sdpa' or 'baddbmm', got {kernel!r}")
         self.kernel = kernel
 
-    def forward(self, x: torch.Tensor, cache=None, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, cache=None, need_weights: bool = False, rope=None, ve=None):
         """x: (B, T, C) -> (output (B, T, C), attention weights or None).
 
         `cache` (layer, KVCache, slots, mask) adds this step's keys and values to the cache and
         attends over all of them; `need_weights` runs the explicit path and returns its weights.
+        `rope` (cos, sin) turns q and k by their positions; `ve` (B, T, C) is added to the values.
         """
         # (B, T, 3C) -> (B, T, 3, H, D) -> three (B, H, T, D): each head its own slice of channels.
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_size))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:  # the cache keeps keys already turned: they never change again
+            q, k = rotate(q, *rope), rotate(k, *rope)
+        if ve is not None:
+            v = v + self.ve_scale * ve.unflatten(-1, (self.num_heads, self.head_size)).transpose(1, 2)
         mask = None
         if cache is not None:
             layer, kv, slots, mask = cache
@@ -223,7 +178,9 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Per-position MLP: widen to ff_hidden_mult * C, ReLU, project back. Where tokens 'think'."""
+    """Per-position MLP: widen to ff_hidden_mult * C, ReLU, project back. Where tokens 'think'.
+
+    The nonlinearity is the seed's ReLU unless config.activation picks ReLU² or GELU (ladder.py)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -231,27 +188,34 @@ class FeedForward(nn.Module):
         self.up = Linear(config.n_embd, hidden, bias=config.bias)
         self.down = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.activation = ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.relu(self.up(x))))
+        return self.dropout(self.down(self.activation(self.up(x))))
 
 
 class Block(nn.Module):
     """One decoder block, pre-LayerNorm: x + attention(norm(x)), then x + mlp(norm(x)).
 
     Normalising *before* each sub-layer (GPT-2 style) keeps the residual path a clean sum, which
-    makes deep stacks train without careful learning-rate tuning.
+    makes deep stacks train without careful learning-rate tuning. (config.norm: LayerNorm or RMSNorm.)
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln1 = make_norm(config.norm, config.n_embd, config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln2 = make_norm(config.norm, config.n_embd, config.bias)
         self.mlp = FeedForward(config)
+        # x0 mixing (modded-nanogpt): the block reads a * x + b * x0, x0 the embeddings. It starts
+        # as the seed's block (a = 1, b = 0); learning b lets a deep layer see the characters
+        # themselves again, and a lets it damp what the layers below wrote.
+        self.x0_mix = nn.Parameter(torch.tensor([1.0, 0.0])) if config.x0_mixing else None
 
-    def forward(self, x, cache=None, need_weights: bool = False):
-        attn_out, weights = self.attn(self.ln1(x), cache, need_weights)
+    def forward(self, x, cache=None, need_weights: bool = False, x0=None, rope=None, ve=None):
+        if self.x0_mix is not None:
+            x = self.x0_mix[0] * x + self.x0_mix[1] * x0
+        attn_out, weights = self.attn(self.ln1(x), cache, need_weights, rope, ve)
         x = x + attn_out
         x = x + self.mlp(self.ln2(x))
         return x, weights
@@ -266,19 +230,33 @@ class MiniGPT(nn.Module):
         if config.vocab_size <= 0:
             raise ValueError("set config.vocab_size (from the tokenizer) before building the model")
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)  # learned
+        V, C = config.vocab_size, config.n_embd
+        self.token_embedding = nn.Embedding(V, C)
+        # Where a character sits: a learned vector per position added here (the seed's), or with
+        # positions="rope" no table at all: every head's queries and keys are turned by their
+        # position (ladder.Rotary), so attention sees only how far apart two characters are.
+        learned = config.positions == "learned"
+        self.position_embedding = nn.Embedding(config.block_size, C) if learned else None
+        self.rotary = None if learned else Rotary(config.head_size, config.block_size)
+        # Value embeddings: one more token table, shared by all layers (CausalSelfAttention.ve_scale).
+        self.value_embedding = nn.Embedding(V, C) if config.value_embeddings else None
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.ln_f = make_norm(config.norm, C, config.bias)
+        # An untied head (the seed's) has a table of its own; a tied one (GPT-2, tie_head) scores
+        # each character by its own input embedding: one V x C table learns both jobs.
+        self.head = None if config.tie_head else Linear(C, V, bias=False)
         self.apply(self._init_weights)
         # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layers):
         # each block adds two such outputs, and this keeps the stream's variance from growing
-        # with depth.
+        # with depth. zero_init (modded-nanogpt) starts them at zero instead: every block begins
+        # as the identity and the stream is the embeddings, until training makes a block useful.
         for name, param in self.named_parameters():
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+                if config.zero_init:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -306,14 +284,24 @@ class MiniGPT(nn.Module):
             slots = mask = None
         else:
             positions, mask, slots = cache.plan(T, ids.device)
-        x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
+        x, rope = self.token_embedding(ids), None
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(positions)
+        else:
+            rope = self.rotary(positions)
+        x = x0 = self.dropout(x)
+        ve = None if self.value_embedding is None else self.value_embedding(ids)
         maps = []
         for i, block in enumerate(self.blocks):
-            x, weights = block(x, None if cache is None else (i, cache, slots, mask), need_weights)
+            layer_cache = None if cache is None else (i, cache, slots, mask)
+            x, weights = block(x, layer_cache, need_weights, x0, rope, ve)
             maps.append(weights)
         if cache is not None:
             cache.advance(T)
-        logits = self.head(self.ln_f(x))
+        x = self.ln_f(x)
+        logits = self.head(x) if self.head is not None else F.linear(x, self.token_embedding.weight)
+        if self.config.logit_softcap is not None:
+            logits = softcap(logits, self.config.logit_softcap)
         loss = None
         if targets is not None:
             # Teacher forcing: every position is scored on the true next character.

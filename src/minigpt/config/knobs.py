@@ -59,6 +59,25 @@ class ModelConfig:
     attention: str = option("fast", "fast: the fused SDPA kernel; explicit: written out to read",
                             choices=["fast", "explicit"])
     bias: bool = _flag(False, "no biases in Linear layers and LayerNorms", "--no-bias")
+    # The architecture ladder (issue 20; ladder.py says where each idea comes from). Every default
+    # is the seed's design, so a config.json saved before these fields existed loads unchanged.
+    activation: str = option("relu", "the MLP's nonlinearity: relu (the seed's), relu2 (ReLU "
+                             "squared, Primer / modded-nanogpt) or gelu (GPT-2)",
+                             choices=["relu", "relu2", "gelu"])
+    norm: str = option("layernorm", "layernorm (the seed's) or rmsnorm (no mean subtracted, no bias)",
+                       choices=["layernorm", "rmsnorm"])
+    qk_norm: bool = _flag(True, "RMSNorm every head's queries and keys before attention")
+    positions: str = option("learned", "learned: a table of position vectors (the seed's); rope: "
+                            "rotary embeddings, queries and keys turned by their position",
+                            choices=["learned", "rope"])
+    value_embeddings: bool = _flag(True, "a second token embedding added, with a learned scale "
+                                   "per layer, to every layer's attention values")
+    x0_mixing: bool = _flag(True, "every block reads a * x + b * x0 (x0: the embeddings), a and b "
+                            "learned per layer")
+    zero_init: bool = _flag(True, "attention's and the MLP's output projections start at zero")
+    tie_head: bool = _flag(True, "the head reuses the token embedding's weights")
+    logit_softcap: float | None = option(None, "logits = c * tanh(logits / c): never past +-c "
+                                         "(default: no cap)")
 
     def validate(self) -> None:
         for name, high in (("block_size", MAX_BLOCK), ("n_embd", MAX_WIDTH), ("num_heads", MAX_WIDTH),
@@ -76,8 +95,19 @@ class ModelConfig:
             check_fraction("attn_dropout", self.attn_dropout, allow_zero=True, allow_one=False)
         if self.attention not in ("fast", "explicit"):
             raise UserError(f"attention must be 'fast' or 'explicit', got {self.attention!r}")
-        if not isinstance(self.bias, bool):
-            raise UserError(f"bias must be true or false, got {self.bias!r}")
+        for name, choices in (("activation", ("relu", "relu2", "gelu")),
+                              ("norm", ("layernorm", "rmsnorm")), ("positions", ("learned", "rope"))):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name} must be {' or '.join(map(repr, choices))}, "
+                                f"got {getattr(self, name)!r}")
+        for name in ("bias", "qk_norm", "value_embeddings", "x0_mixing", "zero_init", "tie_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.positions == "rope" and self.head_size % 2:
+            raise UserError(f"positions 'rope' turns pairs of dimensions, so the head size "
+                            f"n_embd / num_heads must be even, got {self.head_size}")
+        if self.logit_softcap is not None:  # past 1000 the cap is the identity, or inf in fp32
+            check_float("logit_softcap", self.logit_softcap, 0, 1000.0, open_low=True)
         check_memory(self)  # the weights and masks alone must fit
 
     @property
