@@ -144,6 +144,10 @@ TABLE = [
     ("cli", "temperature nan", ["next", *RUN, "--temperature", "nan"], "temperature must be a finite"),
     ("cli", "report seed past 64 bits", ["report", *RUN, "--seed", "18446744073709551616"],
      "seed must be between 0"),
+    # issue 20: schedule
+    ("cli", "unknown schedule", ["train", "--schedule", "linear", *NEW], "invalid choice"),
+    ("cli", "decay_fraction zero", ["train", "--schedule", "wsd", "--decay-fraction", "0", *NEW],
+     "decay_fraction must be in (0, 1]"),
     # generation
     ("cli", "top_p zero", ["generate", *RUN, "--top-p", "0"], "top_p must be in"),
     ("cli", "top_p above 1", ["generate", *RUN, "--top-p", "1.2"], "top_p must be in"),

@@ -147,12 +147,22 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Linear warmup over warmup_steps, then cosine from the peak down to min_lr_ratio * peak.
+    """Linear warmup over warmup_steps, then down from the peak to min_lr_ratio * peak by
+    cfg.schedule: a cosine (the default), or wsd, warmup-stable-decay (MiniCPM, Hu et al. 2024).
 
-    `progress` (0..1) is how much of the budget is used: steps, epochs or wall-clock time.
+    `progress` (0..1) is how much of the budget is used: steps, epochs or wall-clock time,
+    whichever runs out first (train.Budget.progress), so under --max-time both curves follow the
+    clock and wsd decays in the last decay_fraction of the wall time.
     """
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    progress = min(1.0, progress)
     low = cfg.learning_rate * cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        # Stable: the peak until 1 - decay_fraction of the budget; decay: a straight line from
+        # the peak there to `low` at the end. A long flat stretch at the peak learns fast, and
+        # the short decay at the end settles into the valley it found.
+        left = min(1.0, (1.0 - progress) / cfg.decay_fraction)  # 1 until the decay, then 1 -> 0
+        return low + (cfg.learning_rate - low) * left
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return low + (cfg.learning_rate - low) * cosine

@@ -1,4 +1,4 @@
-"""The training loop: data -> model -> Muon/AdamW, warmup + cosine -> held-out eval -> checkpoints.
+"""The training loop: data -> model -> Muon/AdamW, warmup + decay -> held-out eval -> checkpoints.
 
 Each step draws batch_size random windows of block_size characters, asks the model to predict every
 next character at once (teacher forcing: the true previous characters are always the input), and

@@ -137,7 +137,15 @@ class TrainConfig:
     grad_accum: int = option(1, "micro-batches per process per step, summed before each step")
     # With Muon 4.5e-3 beat 2e-3, 3e-3 and 6e-3 in 10-minute CPU runs (AdamW alone: 2e-3).
     learning_rate: float = option(4.5e-3, "peak learning rate, for Muon and AdamW groups alike")
-    min_lr_ratio: float = option(0.0, "the cosine decays to learning_rate * min_lr_ratio (0: to 0)")
+    min_lr_ratio: float = option(0.0, "the schedule ends at learning_rate * min_lr_ratio (0: at 0)")
+    # Issue 20's ladder measures wsd against cosine (docs/ladder.md); cosine stays the default
+    # until a measurement says otherwise.
+    schedule: str = option("cosine", "after warmup: cosine, from the peak down to the end; wsd: "
+                           "warmup-stable-decay, the peak held, then a straight line down over "
+                           "the last --decay-fraction of the budget (steps, epochs or --max-time)",
+                           choices=["cosine", "wsd"])
+    decay_fraction: float = option(0.2, "--schedule wsd: the share of the budget spent decaying, "
+                                   "in (0, 1]")
     warmup_steps: int = option(100, "linear warmup, so the first Adam steps do not blow up")
     # 0.5 beat 0.1 and 1.0 in 10-minute CPU runs, where a small model sees its data many times.
     weight_decay: float = option(0.5, "on matrices only, never biases, norms or embeddings")
@@ -179,6 +187,9 @@ class TrainConfig:
         check_float("learning_rate", self.learning_rate, 0, MAX_LEARNING_RATE, open_low=True)
         check_fraction("val_fraction", self.val_fraction, allow_zero=False, allow_one=False)
         check_fraction("min_lr_ratio", self.min_lr_ratio, allow_zero=True, allow_one=True)
+        if self.schedule not in ("cosine", "wsd"):
+            raise UserError(f"schedule must be cosine or wsd, got {self.schedule!r}")
+        check_fraction("decay_fraction", self.decay_fraction, allow_zero=False, allow_one=True)
         check_float("weight_decay", self.weight_decay, 0, MAX_WEIGHT_DECAY)
         check_float("grad_clip", self.grad_clip, 0, MAX_GRAD_CLIP)
         check_fraction("beta1", self.beta1, allow_zero=True, allow_one=False)
