@@ -151,6 +151,30 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    "are scored again, not retrained")
 
 
+def chosen_candidates(args, candidates: dict[str, str]) -> dict[str, str]:
+    """The candidates a comparison runs: `candidates` and the --extra ones, narrowed by --only
+    (which keeps the --extra ones as well)."""
+    candidates = dict(candidates)
+    candidates.update(dict(item.split("=", 1) for item in args.extra))
+    if args.only:
+        wanted = args.only.split(",") + [item.split("=", 1)[0] for item in args.extra]
+        unknown = [name for name in wanted if name not in candidates]
+        if unknown:
+            sys.exit(f"unknown candidate(s) {', '.join(unknown)}: see CANDIDATES in the script, "
+                     "or add one with --extra NAME=OPTIONS")
+        candidates = {name: candidates[name] for name in wanted}
+    return candidates
+
+
+def train_command(args, options: str, out: Path | str) -> list[str]:
+    """The `minigpt train` command line of one candidate: its options after the shared ones (the
+    budget, threads, the first 1,000,000 characters of --data, the held-out stories)."""
+    return [sys.executable, "-m", "minigpt", "train", "--data", str(args.data), "--max-chars",
+            "1000000", "--val-data", f"{args.val_data}@90%:", "--max-time", args.time,
+            "--threads", str(args.threads), "--eval-interval", "1000", "--sample-chars", "0",
+            "--out", str(out), *shlex.split(options)]
+
+
 def train_all(args, candidates: dict[str, str]) -> Iterator[tuple[str, str, Path, str]]:
     """Train every candidate (name -> `minigpt train` options) for the same budget on the first
     1,000,000 characters of --data; yield (name, options, run directory, held-out spec) as each
@@ -161,15 +185,7 @@ def train_all(args, candidates: dict[str, str]) -> Iterator[tuple[str, str, Path
         if not Path(path).exists():
             sys.exit(f"{path} not found: this benchmark needs the TinyStories slices in {SHARED} "
                      "(or pass --data/--val-data)")
-    candidates = dict(candidates)
-    candidates.update(dict(item.split("=", 1) for item in args.extra))
-    if args.only:  # --extra candidates are kept as well
-        wanted = args.only.split(",") + [item.split("=", 1)[0] for item in args.extra]
-        unknown = [name for name in wanted if name not in candidates]
-        if unknown:
-            sys.exit(f"unknown candidate(s) {', '.join(unknown)}: see CANDIDATES in the script, "
-                     "or add one with --extra NAME=OPTIONS")
-        candidates = {name: candidates[name] for name in wanted}
+    candidates = chosen_candidates(args, candidates)
     work = Path(args.keep or tempfile.mkdtemp(prefix="sweep-"))
     work.mkdir(parents=True, exist_ok=True)
     held_out = f"{args.val_data}@90%:"
@@ -188,10 +204,7 @@ def train_all(args, candidates: dict[str, str]) -> Iterator[tuple[str, str, Path
                 print(f"{name}: reusing the finished run in {work / name}", flush=True)
                 yield name, options, work / name, held_out
                 continue
-            cmd = [sys.executable, "-m", "minigpt", "train", "--data", args.data, "--max-chars",
-                   "1000000", "--val-data", held_out, "--max-time", args.time, "--threads",
-                   str(args.threads), "--eval-interval", "1000", "--sample-chars", "0",
-                   "--out", str(work / name), *shlex.split(options)]
+            cmd = train_command(args, options, work / name)
             log = open(work / f"{name}.log", "w")
             running.append((name, options, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
         time.sleep(2)

@@ -28,3 +28,23 @@ def test_each_bench_script_starts_and_explains_its_options(module, monkeypatch, 
     assert exit_.value.code in (0, None)
     out = capsys.readouterr().out
     assert out.startswith("usage:") and "--help" in out
+
+
+def test_the_ladder_file_has_every_rung_and_minigpt_accepts_every_row(monkeypatch, capsys):
+    """bench/quality/ladder.toml (issue 20): baseline, wsd and one row per minigpt.ladder.RUNGS
+    idea, each accepted by `minigpt train`'s own parser and config checks (--dry-run trains
+    nothing and reads no data)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.quality.recipe_sweep import main, read_candidates
+    from minigpt.ladder import RUNGS
+
+    path = str(ROOT / "bench" / "quality" / "ladder.toml")
+    rows = read_candidates(path)
+    assert set(rows) == {"baseline", "wsd", *RUNGS} and rows["baseline"] == ""
+    monkeypatch.setattr(sys, "argv", ["recipe_sweep", "--candidates", path, "--skip-builtin",
+                                      "--dry-run"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    assert f"{len(rows)} of {len(rows)} candidate(s) would run" in out and "REFUSED" not in out

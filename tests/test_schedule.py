@@ -2,6 +2,7 @@
 warmup-stable-decay, keyed to whichever budget applies (steps, epochs or --max-time)."""
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -47,7 +48,7 @@ def test_wsd_warms_up_holds_the_peak_then_falls_in_a_straight_line():
     points = [0.8, 0.85, 0.9, 0.95, 1.0]
     rates = [learning_rate(c, 900, p) for p in points]
     assert rates == pytest.approx([1.0, 0.775, 0.55, 0.325, 0.1])
-    steps = [b - a for a, b in zip(rates, rates[1:])]
+    steps = [b - a for a, b in pairwise(rates)]
     assert steps == pytest.approx([steps[0]] * 4)  # constant slope
     assert learning_rate(c, 1200, 1.3) == pytest.approx(0.1)  # past the budget: the floor
 
