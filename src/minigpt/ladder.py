@@ -42,9 +42,9 @@ def make_norm(kind: str, size: int, bias: bool) -> nn.Module:
     layernorm (the seed's, GPT-2's): subtract each vector's mean, divide by its standard
     deviation, then a learned gain (and bias). rmsnorm (Zhang & Sennrich 2019; LLaMA, and every
     speed-run since): divide by the root mean square only, no mean subtracted and no bias. It
-    keeps what matters (the scale of the residual stream stays fixed) with fewer operations, and
-    measured no worse; on a CPU, where small elementwise kernels dominate, it is also a little
-    faster."""
+    keeps what matters (the scale of the residual stream stays fixed) with fewer operations on
+    paper; on this CPU, though, torch's RMSNorm trained ~15% fewer steps in 10 minutes than its
+    fused LayerNorm (docs/ladder.md)."""
     if kind == "rmsnorm":
         return RMSNorm(size)
     return nn.LayerNorm(size, bias=bias)
