@@ -44,14 +44,17 @@ def tiny_run(tmp_path_factory, story_file):
     return out
 
 
-# The architecture ladder (minigpt/ladder.py): the seed's design, each idea alone, and all at once
+# The architecture ladder (minigpt/ladder.py): the seed's design, each idea alone, the modern preset
+# and all at once
 # (ReLU², the last activation named). Tests that prove a path equals its reference take these.
 def _ladder():
+    from minigpt.config import CLASSIC, MODERN
     from minigpt.ladder import RUNGS
 
     every = {k: v for rung in RUNGS.values() for k, v in rung.items()}
-    return [pytest.param({}, id="seed"), *(pytest.param(kw, id=name) for name, kw in RUNGS.items()),
-            pytest.param(every, id="all")]
+    return [pytest.param(dict(CLASSIC), id="seed"),
+            *(pytest.param(kw, id=name) for name, kw in RUNGS.items()),
+            pytest.param(dict(MODERN), id="modern"), pytest.param(every, id="all")]
 
 
 LADDER = _ladder()

@@ -9,13 +9,14 @@ small run with every option on, trained, resumed, written with and scored.
 import dataclasses
 import json
 import math
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from minigpt import MiniGPT, ModelConfig, TrainConfig, UserError, evaluate, generate, load, train
-from minigpt.config import from_dict, load_toml, resolve
+from minigpt.config import CLASSIC, MODERN, PRESETS, from_dict, load_toml, resolve, saved_model_fields
 from minigpt.introspect import attention_maps, format_summary, summary
 from minigpt.ladder import Rotary, relu2, rotate, softcap
 from minigpt.options import build_parser, picked
@@ -175,19 +176,43 @@ def test_softcap_bounds_the_logits_and_leaves_small_ones_alone():
 
 # --- configuration: old runs, checks, options, TOML ---------------------------------------------
 
-def test_a_config_from_before_the_ladder_loads_as_the_seed():
+def test_a_config_from_before_the_ladder_loads_as_the_seed(tiny_run, tmp_path):
     old = {"vocab_size": 20, "block_size": 16, "n_embd": 32, "num_heads": 4, "n_layers": 2,
            "ff_hidden_mult": 4, "dropout": 0.0, "attn_dropout": None, "attention": "fast", "bias": True}
-    config = from_dict(ModelConfig, old, "old config.json model")
-    assert config == ModelConfig(**old)
+    # whatever today's default is, a missing ladder field means the seed's choice
+    assert saved_model_fields(old) == {**CLASSIC, **old}
+    assert saved_model_fields({**old, "positions": "rope"})["positions"] == "rope"
+    config = from_dict(ModelConfig, saved_model_fields(old), "old config.json model")
     assert (config.activation, config.norm, config.positions, config.logit_softcap) == \
            ("relu", "layernorm", "learned", None)
     assert not any((config.qk_norm, config.value_embeddings, config.x0_mixing, config.zero_init,
                     config.tie_head))
-    a, b = net(), MiniGPT(config)
+    a, b = net(**CLASSIC), MiniGPT(config)
     assert a.state_dict().keys() == b.state_dict().keys()  # the same tensors a seed run saved
-    bundled, _, _ = load("bundled", "cpu")
-    assert bundled.position_embedding is not None and bundled.head is not None
+    # a run directory written before the ladder loads through the same path
+    run = tmp_path / "old-run"
+    shutil.copytree(tiny_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    saved["model"] = {k: v for k, v in saved["model"].items() if k not in CLASSIC}
+    (run / "config.json").write_text(json.dumps(saved))
+    model, _, _ = load(run, "cpu")
+    assert model.config.positions == "learned" and model.position_embedding is not None
+
+
+def test_the_classic_and_modern_presets_build_the_seed_and_the_ladder_winners():
+    classic, _ = resolve("classic")
+    modern, _ = resolve("modern")
+    assert {k: getattr(classic, k) for k in CLASSIC} == CLASSIC
+    assert {k: getattr(modern, k) for k in MODERN} == MODERN
+    seed = MiniGPT(dataclasses.replace(classic, vocab_size=20))
+    assert seed.position_embedding is not None and seed.rotary is None
+    assert isinstance(seed.blocks[0].ln1, torch.nn.LayerNorm) and seed.blocks[0].mlp.activation is F.relu
+    ladder = MiniGPT(dataclasses.replace(modern, vocab_size=20))
+    assert ladder.position_embedding is None and ladder.rotary is not None
+    assert ladder.blocks[0].mlp.activation is F.gelu
+    assert resolve("seed")[0].positions == "learned"  # the seed's recipe keeps the seed's model
+    for name in PRESETS:  # every preset is the default training recipe unless it says otherwise
+        assert resolve(name)[1].optimizer == ("adamw" if name in ("adamw", "seed") else "muon")
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, from_dict
+from .config import ModelConfig, from_dict, saved_model_fields
 from .errors import UserError
 from .files import read_json as _read_json_file
 from .model import MiniGPT
@@ -79,7 +79,7 @@ def saved_model_config(path: Path, values: Any) -> ModelConfig:
     error naming the file and the field."""
     if not isinstance(values, dict):
         raise UserError(f"{path}: 'model' must be an object, got {values!r}; the run cannot be loaded")
-    model_config = from_dict(ModelConfig, values, f"{path} model")
+    model_config = from_dict(ModelConfig, saved_model_fields(values), f"{path} model")
     try:
         model_config.validate()
     except UserError as exc:

@@ -20,18 +20,32 @@ from .knobs import ModelConfig, SampleConfig, TrainConfig
 from .limits import check_memory
 
 
-# Named recipes. The dataclass defaults above *are* the "default" preset: the recipe that reached
-# the lowest held-out bits/char in a fixed CPU budget (docs/performance.md has the sweep). "adamw"
-# is the best recipe without Muon; "seed" is the recipe the project started from, kept to compare
-# against.
+# The seed's architecture (GPT-2's block: learned positions, LayerNorm, ReLU, an untied head),
+# as ModelConfig's ladder fields (ladder.py). A config.json saved before a field existed was
+# trained with its value here, so loading a run fills in missing fields from this, not from
+# whatever today's default is.
+CLASSIC: dict[str, Any] = {"activation": "relu", "norm": "layernorm", "qk_norm": False,
+                           "positions": "learned", "value_embeddings": False, "x0_mixing": False,
+                           "zero_init": False, "tie_head": False, "logit_softcap": None}
+# The ladder's winners combined (docs/ladder.md): rotary positions and a GELU MLP.
+MODERN: dict[str, Any] = {**CLASSIC, "positions": "rope", "activation": "gelu"}
+
+# Named recipes. The dataclass defaults *are* the "default" preset: the recipe that reached the
+# lowest held-out bits/char in a fixed CPU budget (docs/performance.md, docs/ladder.md).
+# "classic" and "modern" train the same way with the seed's and the ladder's architecture;
+# "adamw" is the best recipe without Muon; "seed" is the recipe the project started from.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"about": "the best recipe we measured for a laptop CPU (the defaults)",
                 "model": {}, "train": {}},
+    "classic": {"about": "the defaults with the seed's architecture (learned positions, ReLU)",
+                "model": dict(CLASSIC), "train": {}},
+    "modern": {"about": "the defaults with the ladder's winners (rotary positions, GELU)",
+               "model": dict(MODERN), "train": {}},
     "adamw": {"about": "the best AdamW-only recipe: the defaults with AdamW at 2e-3",
               "model": {}, "train": {"optimizer": "adamw", "learning_rate": 2e-3}},
     "seed": {"about": "the seed's recipe: 4 x 128, block 128, batch 32, Adam 3e-4 constant, fp32",
              "model": {"block_size": 128, "n_embd": 128, "num_heads": 4, "n_layers": 4,
-                       "ff_hidden_mult": 4, "dropout": 0.0},
+                       "ff_hidden_mult": 4, "dropout": 0.0, **CLASSIC},
              "train": {"optimizer": "adamw", "batch_size": 32, "learning_rate": 3e-4,
                        "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0, "beta2": 0.999,
                        "grad_clip": 0.0, "precision": "fp32"}},
@@ -107,8 +121,16 @@ def saved_configs(run_dir: str | Path) -> tuple[ModelConfig, TrainConfig]:
     saved = read_run_config(run_dir)  # an object with a "model" object, or a UserError naming it
     train = dict(saved.get("train", {}))
     train.setdefault("optimizer", "adamw")  # runs from before the choice all trained with AdamW
-    return (from_dict(ModelConfig, saved["model"], f"{run_dir}/{CONFIG} model"),
+    return (from_dict(ModelConfig, saved_model_fields(saved["model"]), f"{run_dir}/{CONFIG} model"),
             from_dict(TrainConfig, train, f"{run_dir}/{CONFIG} train"))
+
+
+def saved_model_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved "model" section with the ladder fields it predates filled in from CLASSIC: a
+    run saved before a field existed was trained with the seed's choice."""
+    if not isinstance(values, dict):
+        return values
+    return {**{k: v for k, v in CLASSIC.items() if k not in values}, **values}
 
 
 def given_fields(model_cfg: ModelConfig | None, cfg: TrainConfig | None) -> dict[str, Any]:

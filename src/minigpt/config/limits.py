@@ -13,6 +13,7 @@ estimate. Each check raises `UserError` with a message a user can act on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -153,17 +154,37 @@ def machine_memory() -> int | None:
         return None
 
 
+def parameter_count(model: ModelConfig) -> int:
+    """How many parameters MiniGPT(model) has, from the shape alone (tests/test_config.py checks
+    it against real models with every ladder option): the tables (token embedding, head unless
+    tied, positions unless rotary, value embeddings), then per block its four matrices, norms,
+    biases and the ladder's learned scalars, and the final norm."""
+    V, C, T, L, m, D = (model.vocab_size, model.n_embd, model.block_size, model.n_layers,
+                        model.ff_hidden_mult, model.head_size)
+    tables = V * C * (1 + (not model.tie_head) + model.value_embeddings)
+    tables += T * C if model.positions == "learned" else 0
+    norm = C * (2 if model.norm == "layernorm" and model.bias else 1)
+    per_block = (4 + 2 * m) * C * C + 2 * norm
+    per_block += (3 * C + C + m * C + C) if model.bias else 0  # qkv, proj, up, down biases
+    per_block += 2 * D if model.qk_norm else 0
+    per_block += model.value_embeddings + 2 * model.x0_mixing  # ve_scale; the two mixing weights
+    return tables + L * per_block + norm
+
+
 def memory_estimate(model: ModelConfig, batch: int = 0, training: bool = False) -> dict[str, int]:
     """A lower estimate, in bytes, of what a model of this shape needs: its fp32 weights and
     attention masks; for `training` also gradients and two optimizer states; and for a `batch`
     of windows of block_size tokens the activations of one forward pass (kept for the backward
     pass when training). An unknown vocab_size (0) counts as 256."""
-    C, T, L, m = model.n_embd, model.block_size, model.n_layers, model.ff_hidden_mult
     V = model.vocab_size or 256
-    params = 2 * V * C + T * C + L * (4 + 2 * m) * C * C
+    params = parameter_count(dataclasses.replace(model, vocab_size=V))
+    T, L = model.block_size, model.n_layers
     weights = 4 * params + 5 * L * T * T  # + the bool mask and float bias of each layer (T x T)
+    if model.positions == "rope":  # + the rotary cos and sin tables (T x D/2 each)
+        weights += 4 * T * model.head_size
     if training:
         weights += 3 * 4 * params  # gradients, Adam's two moments (Muon keeps less, AdamW as much)
+    C, m = model.n_embd, model.ff_hidden_mult
     tokens = batch * T
     per_layer = tokens * C * (6 + 2 * m)  # values a block keeps (qkv, attention out, MLP, norms)
     if model.attention == "explicit":
