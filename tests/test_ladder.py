@@ -93,6 +93,18 @@ def test_rope_scores_depend_only_on_the_distance_between_positions():
     assert torch.allclose(turned.norm(dim=-1), q.norm(dim=-1), atol=1e-5)  # only the direction turns
 
 
+def test_rope_turns_each_pair_of_dimensions_by_position_times_its_speed():
+    D, rotary = 8, Rotary(head_size=8, block_size=32)
+    x = torch.randn(3, 5, D)
+    turned = rotate(x, *rotary(torch.arange(5) + 2))[0]  # one row, positions 2..6
+    for t in range(5):
+        for i in range(D // 2):  # pair i: dimensions i and i + D/2, at speed 10000^(-2i/D)
+            a = (t + 2) * 10000.0 ** (-2 * i / D)
+            x1, x2 = x[0, t, i], x[0, t, i + D // 2]
+            expected = (x1 * math.cos(a) - x2 * math.sin(a), x2 * math.cos(a) + x1 * math.sin(a))
+            assert torch.allclose(turned[t, [i, i + D // 2]], torch.stack(expected), atol=1e-5)
+
+
 def test_rope_has_no_position_table_and_rows_at_other_offsets_agree():
     model = shaken(net(positions="rope")).eval()
     assert model.position_embedding is None and not any("position" in n for n in model.state_dict())
@@ -100,7 +112,7 @@ def test_rope_has_no_position_table_and_rows_at_other_offsets_agree():
     # Per-row positions (B, T) broadcast over heads like one row's (T,).
     rotary = model.rotary
     per_row = rotary(torch.tensor([[0, 1], [5, 6]]))[0]
-    assert per_row.shape == (2, 1, 2, 4) and torch.equal(per_row[1, 0], rotary(torch.tensor([5, 6]))[0][0])
+    assert per_row.shape == (2, 1, 2, 8) and torch.equal(per_row[1, 0], rotary(torch.tensor([5, 6]))[0][0])
     with pytest.raises(UserError, match="must be even"):
         ModelConfig(n_embd=24, num_heads=8, positions="rope").validate()  # head size 3
 

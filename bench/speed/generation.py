@@ -16,6 +16,8 @@ round counts. Stories never stop at end-of-story, so every run writes exactly --
   batched         the engine with 1, 8 and 32 streams at once (aggregate characters per second),
                   and 16 stories one after another against the same 16 at once (--num-samples 16)
   sampling        plain vs top-k 20 vs top-p 0.9 in the engine
+  presets         the classic preset's architecture against the modern one's, default shape,
+                  one stream and 16 at once (--sections presets; not in the default sections)
 
     .venv/bin/python -m bench.speed.generation --threads 1
 """
@@ -23,6 +25,7 @@ round counts. Stories never stop at end-of-story, so every run writes exactly --
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -38,7 +41,8 @@ VOCAB = 71  # the size of the TinyStories character vocabulary
 
 
 def build_model(name: str):
-    """The same weights in every worker: the bundled model, or a seeded fresh default model."""
+    """The same weights in every worker: the bundled model, or a seeded fresh default model
+    ('default', or 'preset:NAME' for a preset's architecture)."""
     import torch
 
     from minigpt import MiniGPT, ModelConfig
@@ -47,6 +51,10 @@ def build_model(name: str):
     if name == "bundled":
         return from_pretrained("bundled")[0].eval()
     torch.manual_seed(0)
+    if name.startswith("preset:"):  # the default shape with a preset's architecture
+        from minigpt.config import resolve
+
+        return MiniGPT(dataclasses.replace(resolve(name[7:])[0], vocab_size=VOCAB)).eval()
     return MiniGPT(ModelConfig(vocab_size=VOCAB)).eval()
 
 
@@ -210,6 +218,25 @@ def sampling_table(base: dict, here: Path, n: int) -> None:
         print(f"| {label} | {result['chars_per_s']:,.0f} | {plain / result['chars_per_s'] - 1:+.0%} |")
 
 
+def presets_table(base: dict, here: Path, n: int) -> None:
+    """The seed's architecture against the ladder's (issue 20: the modern preset must generate at
+    least as fast per character), one stream and 16 at once, taking turns."""
+    names = ("classic", "modern")
+    jobs = {}
+    for name in names:
+        jobs[f"{name} 1"] = ({**base, "model": f"preset:{name}", "kind": "cache"}, here)
+        jobs[f"{name} 16"] = ({**base, "model": f"preset:{name}", "kind": "batch", "batch": 16}, here)
+    r = rounds(jobs, n)
+    print("\n| preset (default shape, engine) | params | 1 stream chars/s | 16 streams chars/s | "
+          "1 stream vs classic | 16 vs classic |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        one, many = r[f"{name} 1"]["chars_per_s"], r[f"{name} 16"]["chars_per_s"]
+        print(f"| {name} | {r[f'{name} 1']['params']:,} | {one:,.0f} | {many:,.0f} | "
+              f"{one / r['classic 1']['chars_per_s']:.3f}x | {many / r['classic 16']['chars_per_s']:.3f}x |",
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
@@ -217,7 +244,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="turns per system; the best counts")
     p.add_argument("--before", default=BEFORE, help="git ref of the implementation to compare with")
     p.add_argument("--models", default="default,bundled")
-    p.add_argument("--sections", default="single,batched,sampling")
+    p.add_argument("--sections", default="single,batched,sampling",
+                   help="comma-separated: single, batched, sampling, presets")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -240,6 +268,8 @@ def main() -> None:
                     batched_tables(model, base, here, args.rounds)
             if "sampling" in args.sections:
                 sampling_table({"threads": args.threads, "chars": args.chars}, here, args.rounds)
+            if "presets" in args.sections:
+                presets_table({"threads": args.threads, "chars": args.chars}, here, args.rounds)
         finally:
             if before is not None:
                 remove_tree(before)

@@ -155,13 +155,14 @@ class CausalSelfAttention(nn.Module):
         attends over all of them; `need_weights` runs the explicit path and returns its weights.
         `rope` (cos, sin) turns q and k by their positions; `ve` (B, T, C) is added to the values.
         """
-        # (B, T, 3C) -> (B, T, 3, H, D) -> three (B, H, T, D): each head its own slice of channels.
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_size))
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, T, 3C) -> (B, T, 3, H, D) -> (3, B, H, T, D): q, k, v, each head its own channels.
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_size)).permute(2, 0, 3, 1, 4)
+        qk, v = qkv[:2], qkv[2]  # queries and keys (2, B, H, T, D) stay together while they can
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+            qk = torch.stack((self.q_norm(qk[0]), self.k_norm(qk[1])))
         if rope is not None:  # the cache keeps keys already turned: they never change again
-            q, k = rotate(q, *rope), rotate(k, *rope)
+            qk = rotate(qk, *rope)
+        q, k = qk.unbind(0)
         if ve is not None:
             v = v + self.ve_scale * ve.unflatten(-1, (self.num_heads, self.head_size)).transpose(1, 2)
         mask = None
