@@ -15,9 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import MiniGPT, ModelConfig, TrainConfig, UserError, evaluate, generate, load, train
+from minigpt import (MiniGPT, ModelConfig, SampleConfig, TrainConfig, UserError, evaluate, generate,
+                     load, train)
 from minigpt.config import CLASSIC, MODERN, PRESETS, from_dict, load_toml, resolve, saved_model_fields
-from minigpt.introspect import attention_maps, format_summary, summary
+from minigpt.introspect import attention_maps, format_summary, next_char_probabilities, summary
+from minigpt.prompt import prompt_ids
 from minigpt.ladder import Rotary, relu2, rotate, softcap
 from minigpt.options import build_parser, picked
 
@@ -278,6 +280,18 @@ def test_attention_maps_with_every_option(tiny_run):
     assert maps.shape == (2, 4, len(labels), len(labels))
     assert torch.allclose(maps.sum(-1), torch.ones_like(maps.sum(-1)), atol=1e-5)
     assert torch.all(maps.triu(1) == 0)
+
+
+def test_the_next_character_view_and_the_summary_with_every_option(tiny_run):
+    _, tok, _ = load(tiny_run, "cpu")
+    model = shaken(MiniGPT(dataclasses.replace(net().config, vocab_size=tok.vocab_size, **EVERY)))
+    rows = next_char_probabilities(model, tok, "Once upon a ti", SampleConfig(temperature=1.0),
+                                   top=tok.vocab_size)
+    assert sum(r["prob"] for r in rows) == pytest.approx(1.0, abs=1e-5)
+    logits = model(torch.tensor([prompt_ids(tok, "Once upon a ti")]))[0][0, -1]
+    assert rows[0]["char"] == tok.decode([int(logits.argmax())])  # the view shows this model's own
+    stages = summary(model)
+    assert sum(s.params for s in stages) == model.num_parameters()
 
 
 # --- a run with every option on, end to end ------------------------------------------------------
