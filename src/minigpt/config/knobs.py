@@ -59,8 +59,8 @@ class ModelConfig:
     attention: str = option("fast", "fast: the fused SDPA kernel; explicit: written out to read",
                             choices=["fast", "explicit"])
     bias: bool = _flag(False, "no biases in Linear layers and LayerNorms", "--no-bias")
-    # The architecture ladder (issue 20; ladder.py says where each idea comes from). Every default
-    # is the seed's design, so a config.json saved before these fields existed loads unchanged.
+    # The architecture ladder (issue 20; ladder.py says where each idea comes from). A config.json
+    # saved before these fields existed loads with the seed's values (layers.CLASSIC).
     activation: str = option("relu", "the MLP's nonlinearity: relu (the seed's), relu2 (ReLU "
                              "squared, Primer / modded-nanogpt) or gelu (GPT-2)",
                              choices=["relu", "relu2", "gelu"])
