@@ -16,7 +16,7 @@ from .limits import (check_device, check_memory, check_range, machine_memory, me
 from .layers import (BUDGET, CLASSIC, MODERN, PRESETS, RESUMABLE, check_training, from_dict,
                      given_fields, load_toml, merged, resolve, saved_configs, saved_model_fields)
 
-__all__ = ["BUDGET", "CLASSIC", "MODERN", "PRESETS", "RESUMABLE", "ModelConfig", "SampleConfig", "TrainConfig",
-           "check_device", "check_memory", "check_range", "check_training", "from_dict",
+__all__ = ["BUDGET", "CLASSIC", "MODERN", "PRESETS", "RESUMABLE", "ModelConfig", "SampleConfig",
+           "TrainConfig", "check_device", "check_memory", "check_range", "check_training", "from_dict",
            "given_fields", "load_toml", "machine_memory", "memory_estimate", "merged", "option",
            "parse_duration", "resolve", "saved_configs", "saved_model_fields"]

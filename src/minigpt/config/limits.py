@@ -180,8 +180,8 @@ def memory_estimate(model: ModelConfig, batch: int = 0, training: bool = False) 
     params = parameter_count(dataclasses.replace(model, vocab_size=V))
     T, L = model.block_size, model.n_layers
     weights = 4 * params + 5 * L * T * T  # + the bool mask and float bias of each layer (T x T)
-    if model.positions == "rope":  # + the rotary cos and sin tables (T x D/2 each)
-        weights += 4 * T * model.head_size
+    if model.positions == "rope":  # + the rotary cos and sin tables (T x D each)
+        weights += 2 * 4 * T * model.head_size
     if training:
         weights += 3 * 4 * params  # gradients, Adam's two moments (Muon keeps less, AdamW as much)
     C, m = model.n_embd, model.ff_hidden_mult
