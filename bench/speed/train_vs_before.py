@@ -6,6 +6,10 @@ each system's best round counts. The step is what `minigpt train` runs by defaul
 `--precision auto`, backward, the Muon + AdamW optimizer, on random ids.
 
     .venv/bin/python -m bench.speed.train_vs_before --threads 1
+    .venv/bin/python -m bench.speed.train_vs_before --threads 1 --preset modern --before HEAD~1
+
+`--preset` builds both shapes with a preset's architecture (classic, modern, ...; both trees
+must know it), to time a change to one of the ladder's options.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ SHAPES = {"default (4 x 128, block 128, batch 16)": dict(n_layers=4, n_embd=128,
                                                          num_heads=6)}
 
 
-def worker(shape: str, steps: int, threads: int) -> None:
+def worker(shape: str, steps: int, threads: int, preset: str) -> None:
     import torch
 
     from minigpt import MiniGPT, ModelConfig, TrainConfig
@@ -31,6 +35,10 @@ def worker(shape: str, steps: int, threads: int) -> None:
     torch.set_num_threads(threads)
     spec = dict(SHAPES[shape])
     batch = spec.pop("batch")
+    if preset != "default":  # the preset's architecture (its ladder fields) on this shape
+        from minigpt.config import CLASSIC, resolve
+
+        spec.update({k: getattr(resolve(preset)[0], k) for k in CLASSIC})
     cfg = ModelConfig(vocab_size=71, **spec)
     precision = resolve_precision("auto", torch.device("cpu"), cfg.n_embd)[0]
     torch.manual_seed(0)
@@ -48,13 +56,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--before", default=BEFORE, help="git ref of the implementation to compare with")
-    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--preset", default="default", help="the architecture of a named preset")
+    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
+        worker(args.worker[0], int(args.worker[1]), int(args.worker[2]), args.worker[3])
         return
     print(f"# {cpu_name()} | {args.threads} thread(s) | best of {args.rounds} rounds x {args.steps} "
-          f"steps, the two trees taking turns | before = {args.before}")
+          f"steps, the two trees taking turns | before = {args.before} | preset {args.preset}")
     print("| shape | precision | before ms/step | now ms/step | now / before |")
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +73,8 @@ def main() -> None:
                 commands = {}
                 for name, src in (("before", before), ("now", SRC)):
                     commands[name] = python_module(__spec__.name, "--worker", shape, str(args.steps),
-                                                   str(args.threads), src=src, threads=args.threads)
+                                                   str(args.threads), args.preset, src=src,
+                                                   threads=args.threads)
                 ready, results = take_turns(commands, args.rounds)
                 b, n = (min(r[0] for r in results[k]) for k in ("before", "now"))
                 print(f"| {shape} | {ready['now'][0]} | {b * 1e3:.1f} | {n * 1e3:.1f} | {n / b:.3f}x |",
