@@ -30,8 +30,9 @@ QUIET = dict(log=lambda *a: None)
 
 
 def net(**kw) -> MiniGPT:
+    """A small model of the seed's architecture with the options `kw` on, whatever the defaults."""
     torch.manual_seed(0)
-    cfg = dict(vocab_size=20, block_size=16, n_embd=32, num_heads=4, n_layers=2)
+    cfg = dict(vocab_size=20, block_size=16, n_embd=32, num_heads=4, n_layers=2, **CLASSIC)
     return MiniGPT(ModelConfig(**{**cfg, **kw}))
 
 
