@@ -40,11 +40,16 @@ def test_the_ladder_file_has_every_rung_and_minigpt_accepts_every_row(monkeypatc
 
     path = str(ROOT / "bench" / "quality" / "ladder.toml")
     rows = read_candidates(path)
-    assert set(rows) == {"baseline", "wsd", *RUNGS} and rows["baseline"] == ""
-    monkeypatch.setattr(sys, "argv", ["recipe_sweep", "--candidates", path, "--skip-builtin",
-                                      "--dry-run"])
+    assert set(rows) == {"baseline", "wsd", *RUNGS} and rows["baseline"] == "--preset classic"
+    # every row is the seed's architecture plus one idea, whatever today's defaults are
+    assert all(options.startswith("--preset classic") for options in rows.values())
+    combined = str(ROOT / "bench" / "quality" / "ladder_combined.toml")  # the second step
+    both = {**rows, **read_candidates(combined)}
+    assert all(o.startswith(("--preset classic", "--preset modern")) for o in both.values())
+    monkeypatch.setattr(sys, "argv", ["recipe_sweep", "--candidates", path, "--candidates", combined,
+                                      "--skip-builtin", "--dry-run"])
     with pytest.raises(SystemExit) as exit_:
         main()
     out = capsys.readouterr().out
     assert exit_.value.code == 0, out
-    assert f"{len(rows)} of {len(rows)} candidate(s) would run" in out and "REFUSED" not in out
+    assert f"{len(both)} of {len(both)} candidate(s) would run" in out and "REFUSED" not in out

@@ -237,17 +237,18 @@ def test_memory_is_estimated_before_allocating_and_refused_with_the_estimate():
                                      {"norm": "rmsnorm", "qk_norm": True, "x0_mixing": True},
                                      {"norm": "rmsnorm", "bias": False, "positions": "rope"}])
 def test_the_memory_estimate_counts_the_parameters_every_ladder_option_builds(options):
-    from minigpt.config import memory_estimate
+    from minigpt.config import CLASSIC, memory_estimate
     from minigpt.config.limits import parameter_count
     from minigpt.model import MiniGPT
 
     config = ModelConfig(vocab_size=71, n_embd=64, num_heads=4, n_layers=3, block_size=32, **options)
     assert parameter_count(config) == MiniGPT(config).num_parameters()
     # a tied head or rotary positions are fewer weights, value embeddings more
-    base = memory_estimate(ModelConfig(vocab_size=71))["weights"]
-    assert memory_estimate(ModelConfig(vocab_size=71, tie_head=True))["weights"] < base
-    assert memory_estimate(ModelConfig(vocab_size=71, positions="rope"))["weights"] < base
-    assert memory_estimate(ModelConfig(vocab_size=71, value_embeddings=True))["weights"] > base
+    seed = dict(vocab_size=71, **CLASSIC)
+    base = memory_estimate(ModelConfig(**seed))["weights"]
+    assert memory_estimate(ModelConfig(**{**seed, "tie_head": True}))["weights"] < base
+    assert memory_estimate(ModelConfig(**{**seed, "positions": "rope"}))["weights"] < base
+    assert memory_estimate(ModelConfig(**{**seed, "value_embeddings": True}))["weights"] > base
 
 
 def test_device_names_are_checked_in_one_place_and_pick_device_agrees():

@@ -9,7 +9,6 @@ small run with every option on, trained, resumed, written with and scored.
 import dataclasses
 import json
 import math
-import shutil
 
 import pytest
 import torch
@@ -154,8 +153,7 @@ def test_the_ladder_scalars_get_gradients():
 # --- zero init, tied head, soft cap --------------------------------------------------------------
 
 def test_zero_init_makes_every_fresh_block_the_identity():
-    config = ModelConfig(vocab_size=20, block_size=16, n_embd=32, num_heads=4, n_layers=2, zero_init=True)
-    model = MiniGPT(config)
+    model = net(zero_init=True)
     x = torch.randn(2, 9, 32)
     for block in model.blocks:
         assert torch.equal(block(x)[0], x)
@@ -191,7 +189,7 @@ def test_softcap_bounds_the_logits_and_leaves_small_ones_alone():
 
 # --- configuration: old runs, checks, options, TOML ---------------------------------------------
 
-def test_a_config_from_before_the_ladder_loads_as_the_seed(tiny_run, tmp_path):
+def test_a_config_from_before_the_ladder_loads_as_the_seed(story_file, tmp_path):
     old = {"vocab_size": 20, "block_size": 16, "n_embd": 32, "num_heads": 4, "n_layers": 2,
            "ff_hidden_mult": 4, "dropout": 0.0, "attn_dropout": None, "attention": "fast", "bias": True}
     # whatever today's default is, a missing ladder field means the seed's choice
@@ -205,8 +203,10 @@ def test_a_config_from_before_the_ladder_loads_as_the_seed(tiny_run, tmp_path):
     a, b = net(**CLASSIC), MiniGPT(config)
     assert a.state_dict().keys() == b.state_dict().keys()  # the same tensors a seed run saved
     # a run directory written before the ladder loads through the same path
-    run = tmp_path / "old-run"
-    shutil.copytree(tiny_run, run)
+    run = tmp_path / "old-run"  # a seed-architecture run, its config.json made to predate the ladder
+    train(ModelConfig(block_size=16, n_embd=16, num_heads=2, n_layers=1, **CLASSIC),
+          TrainConfig(data=[story_file], batch_size=4, max_steps=2, eval_interval=2, eval_batches=1,
+                      sample_chars=0, threads=1, warmup_steps=1), run, **QUIET)
     saved = json.loads((run / "config.json").read_text())
     saved["model"] = {k: v for k, v in saved["model"].items() if k not in CLASSIC}
     (run / "config.json").write_text(json.dumps(saved))

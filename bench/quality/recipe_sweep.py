@@ -10,7 +10,8 @@ sweep.
 
     .venv/bin/python -m bench.quality.recipe_sweep --time 10m --parallel 2    # every candidate below
     .venv/bin/python -m bench.quality.recipe_sweep --time 10m --only default   # the headline number
-    .venv/bin/python -m bench.quality.recipe_sweep --time 10m --only default,adamw --parallel 2  # Muon vs AdamW
+    .venv/bin/python -m bench.quality.recipe_sweep --time 10m --only default,classic --parallel 2  # the ladder vs the seed's blocks
+    .venv/bin/python -m bench.quality.recipe_sweep --time 10m --only classic,adamw --parallel 2  # Muon vs AdamW
 
 Every recipe tried before, with the options it ran with, is in bench/quality/recipes_tried.toml
 (its results: docs/performance.md, section 1); `--candidates` adds them, so
@@ -40,10 +41,12 @@ from ..core import add_budget_arguments, chosen_candidates, train_all, train_com
 # docs/performance.md quote. Past experiments live in recipes_tried.toml, not here.
 CANDIDATES = {
     "default": "",
+    "classic": "--preset classic",  # the seed's architecture: the default until 2026-12-02
     "seed": "--preset seed",
     "adamw": "--preset adamw",
-    # a CPU without bf16 instructions (most laptops): Muon vs AdamW in fp32
-    "muon-fp32": "--precision fp32",
+    # a CPU without bf16 instructions (most laptops): the default, and Muon vs AdamW, in fp32
+    "fp32": "--precision fp32",
+    "muon-fp32": "--preset classic --precision fp32",
     "adamw-fp32": "--preset adamw --precision fp32",
 }
 

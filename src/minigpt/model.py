@@ -8,9 +8,12 @@ One forward runs the blocks for everything: training, evaluation, the learning t
 generation. For generation it takes a `KVCache`, the keys and values of every position already
 seen, for a batch of independent stories, each at its own position.
 
-That is the seed's design, and the default. ModelConfig's "ladder" fields swap in the pieces later
-small-model recipes use (ReLU², RMSNorm, QK-norm, rotary positions, value embeddings, x0 mixing,
-zero-initialised projections, a tied head, soft-capped logits); ladder.py explains each one.
+That is the seed's design (`--preset classic`). ModelConfig's "ladder" fields swap in the pieces
+later small-model recipes use (ReLU², RMSNorm, QK-norm, rotary positions, value embeddings, x0
+mixing, zero-initialised projections, a tied head, soft-capped logits); ladder.py explains each
+one. The default takes two of them, the ones that won on a CPU (docs/ladder.md): rotary positions
+instead of the position table, and GELU instead of ReLU. Read the seed's path first: every option
+is an `if` beside it.
 
 This file knows nothing about files, devices, data or logging: it is the model and nothing else.
 Letters used in shapes: B batch, T time (characters), C channels (n_embd), H heads, D head size,

@@ -59,15 +59,17 @@ class ModelConfig:
     attention: str = option("fast", "fast: the fused SDPA kernel; explicit: written out to read",
                             choices=["fast", "explicit"])
     bias: bool = _flag(False, "no biases in Linear layers and LayerNorms", "--no-bias")
-    # The architecture ladder (issue 20; ladder.py says where each idea comes from). A config.json
-    # saved before these fields existed loads with the seed's values (layers.CLASSIC).
-    activation: str = option("relu", "the MLP's nonlinearity: relu (the seed's), relu2 (ReLU "
+    # The architecture ladder (issue 20; ladder.py says where each idea comes from). The defaults
+    # are its winners, GELU and rotary positions (docs/ladder.md); the seed's choices are the
+    # "classic" preset, and a config.json saved before these fields existed loads with them
+    # (layers.CLASSIC).
+    activation: str = option("gelu", "the MLP's nonlinearity: relu (the seed's), relu2 (ReLU "
                              "squared, Primer / modded-nanogpt) or gelu (GPT-2)",
                              choices=["relu", "relu2", "gelu"])
     norm: str = option("layernorm", "layernorm (the seed's) or rmsnorm (no mean subtracted, no bias)",
                        choices=["layernorm", "rmsnorm"])
     qk_norm: bool = _flag(True, "RMSNorm every head's queries and keys before attention")
-    positions: str = option("learned", "learned: a table of position vectors (the seed's); rope: "
+    positions: str = option("rope", "learned: a table of position vectors (the seed's); rope: "
                             "rotary embeddings, queries and keys turned by their position",
                             choices=["learned", "rope"])
     value_embeddings: bool = _flag(True, "a second token embedding added, with a learned scale "
@@ -135,8 +137,9 @@ class TrainConfig:
     # The recipe sweep chose it (docs/performance.md); under torchrun it is the global batch.
     batch_size: int = option(16, "windows per step, shared out among torchrun's processes")
     grad_accum: int = option(1, "micro-batches per process per step, summed before each step")
-    # With Muon 4.5e-3 beat 2e-3, 3e-3 and 6e-3 in 10-minute CPU runs (AdamW alone: 2e-3).
-    learning_rate: float = option(4.5e-3, "peak learning rate, for Muon and AdamW groups alike")
+    # With Muon the seed's blocks train best at 4.5e-3 (beating 2e-3, 3e-3 and 6e-3 in 10-minute
+    # CPU runs; AdamW alone: 2e-3); rotary positions and GELU at 6e-3 (docs/ladder.md).
+    learning_rate: float = option(6e-3, "peak learning rate, for Muon and AdamW groups alike")
     min_lr_ratio: float = option(0.0, "the schedule ends at learning_rate * min_lr_ratio (0: at 0)")
     # Issue 20's ladder measures wsd against cosine (docs/ladder.md); cosine stays the default
     # until a measurement says otherwise.

@@ -31,19 +31,21 @@ CLASSIC: dict[str, Any] = {"activation": "relu", "norm": "layernorm", "qk_norm":
 # train best at a higher peak learning rate than the seed's blocks (the "modern" preset).
 MODERN: dict[str, Any] = {**CLASSIC, "positions": "rope", "activation": "gelu"}
 
-# Named recipes. The dataclass defaults *are* the "default" preset: the recipe that reached the
-# lowest held-out bits/char in a fixed CPU budget (docs/performance.md, docs/ladder.md).
-# "classic" is the defaults with the seed's architecture, "modern" with the ladder's;
+# Named recipes. The dataclass defaults *are* the "default" preset, and "modern" names them: the
+# recipe that reached the lowest held-out bits/char in a fixed CPU budget (docs/performance.md,
+# docs/ladder.md).
+# "classic" is the seed's architecture with the same training (the default until the ladder beat it);
 # "adamw" is the best recipe without Muon; "seed" is the recipe the project started from.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"about": "the best recipe we measured for a laptop CPU (the defaults)",
                 "model": {}, "train": {}},
-    "classic": {"about": "the defaults with the seed's architecture (learned positions, ReLU)",
-                "model": dict(CLASSIC), "train": {}},
-    "modern": {"about": "the ladder's winners (rotary positions, GELU) at learning rate 6e-3",
-               "model": dict(MODERN), "train": {"learning_rate": 6e-3}},
-    "adamw": {"about": "the best AdamW-only recipe: the defaults with AdamW at 2e-3",
-              "model": {}, "train": {"optimizer": "adamw", "learning_rate": 2e-3}},
+    "classic": {"about": "the seed's architecture (learned positions, ReLU) at its best learning "
+                "rate, 4.5e-3: the default until the ladder's winners beat it",
+                "model": dict(CLASSIC), "train": {"learning_rate": 4.5e-3}},
+    "modern": {"about": "the ladder's winners (rotary positions, GELU) at learning rate 6e-3: "
+               "the defaults", "model": dict(MODERN), "train": {"learning_rate": 6e-3}},
+    "adamw": {"about": "the best AdamW-only recipe: the classic preset with AdamW at 2e-3",
+              "model": dict(CLASSIC), "train": {"optimizer": "adamw", "learning_rate": 2e-3}},
     "seed": {"about": "the seed's recipe: 4 x 128, block 128, batch 32, Adam 3e-4 constant, fp32",
              "model": {"block_size": 128, "n_embd": 128, "num_heads": 4, "n_layers": 4,
                        "ff_hidden_mult": 4, "dropout": 0.0, **CLASSIC},
