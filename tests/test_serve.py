@@ -36,7 +36,7 @@ def test_health_model_page_and_docs(client):
 
 def test_the_bundled_model_shows_its_measured_score_beside_trainings_estimate():
     facts = TestClient(create_app("bundled", max_batch=1, engine_thread=False)).get("/api/model").json()
-    assert facts["eval_bits_per_char"] == 0.957  # `minigpt eval`, as in the README and model card
+    assert facts["eval_bits_per_char"] == 0.902  # `minigpt eval`, as in the README and model card
     assert facts["held_out_bits_per_char"] > facts["eval_bits_per_char"]  # short contexts score worse
 
 
