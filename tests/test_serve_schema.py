@@ -83,10 +83,10 @@ def api_schemas(fuzz_app):
 # Every operation of the schema (test_the_schema_declares_every_status_and_content_type checks the
 # list). schemathesis's own `from_fixture(...).parametrize()` needs a pytest private that pytest 9
 # no longer has, so each operation's strategy is drawn with hypothesis's @given here instead.
-OPERATIONS = [("GET", "/healthz"), ("GET", "/api/model"), ("POST", "/api/generate"),
-              ("GET", "/api/stream"), ("GET", "/api/next"), ("GET", "/api/attention.png")]
+OPERATIONS = [("GET", "/healthz"), ("GET", "/api/model"), ("GET", "/api/metrics"), ("POST", "/api/generate"),
+              ("GET", "/api/stream"), ("GET", "/api/next"), ("GET", "/api/inspect"), ("GET", "/api/attention.png")]
 CASES = [(method, path, mode) for method, path in OPERATIONS for mode in (POSITIVE, NEGATIVE)
-         if mode is POSITIVE or path.startswith("/api/") and path != "/api/model"]  # has parameters
+         if mode is POSITIVE or path.startswith("/api/") and path not in ("/api/model", "/api/metrics")]
 
 
 def check_answer(response) -> None:
@@ -127,7 +127,8 @@ def test_the_schema_declares_every_status_and_content_type(app):
     assert sorted((m.upper(), p) for p in paths for m in paths[p]) == sorted(OPERATIONS)
     json_only = {"application/json"}
     for path, own in [("/api/generate", "application/json"), ("/api/next", "application/json"),
-                      ("/api/stream", "text/event-stream"), ("/api/attention.png", "image/png")]:
+                      ("/api/inspect", "application/json"), ("/api/stream", "text/event-stream"),
+                      ("/api/attention.png", "image/png")]:
         (operation,) = paths[path].values()
         responses = operation["responses"]
         body_limit = {"413"} if path == "/api/generate" else set()  # the only one with a body
@@ -136,7 +137,7 @@ def test_the_schema_declares_every_status_and_content_type(app):
         for code in ("400", "422", "503", *body_limit):
             assert set(responses[code]["content"]) == json_only, (path, code)
             assert responses[code]["content"]["application/json"]["schema"]["required"] == ["error"]
-    for path in ("/healthz", "/api/model"):
+    for path in ("/healthz", "/api/model", "/api/metrics"):
         assert set(paths[path]["get"]["responses"]) == {"200", "503"}
     body = app.openapi()["components"]["schemas"]["GenerateRequest"]
     assert body["additionalProperties"] is False

@@ -56,7 +56,8 @@ def decode_step(model: MiniGPT) -> Callable[[torch.Tensor, KVCache], torch.Tenso
 
 def _trace(model: MiniGPT):
     try:
-        graph = _Inline().trace(model, concrete_args={"targets": None, "need_weights": False})
+        graph = _Inline().trace(model, concrete_args={"targets": None, "need_weights": False,
+                                                      "states": None})
     except torch.fx.proxy.TraceError:  # forward() was changed into something fx cannot follow
         return None
     # Weights are read with get_attr nodes (attribute lookups on every call); make them
@@ -75,8 +76,8 @@ def _trace(model: MiniGPT):
     # identity, and three functional wrappers become the operations they call (their argument
     # checks cost more than the operation on one row).
     F = torch.nn.functional
-    # fx checks on every call that `targets` and `need_weights` still have their traced values;
-    # step() passes neither, so the checks always hold: drop them too.
+    # fx checks on every call that `targets`, `need_weights` and `states` still have their traced
+    # values; step() passes none of them, so the checks always hold: drop them too.
     checks = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
     for node in reversed(list(graph.nodes)):
         if node.op == "call_function" and node.target in checks:

@@ -1,7 +1,9 @@
 """Looking inside a trained model: attention weights, shapes at every stage, next-character odds.
 
-These functions return plain data (tensors, lists, dicts) so the CLI, the docs and any notebook can
-show them however they like; `viz.py` turns them into pictures.
+These functions return plain data (tensors, lists, dicts) so the CLI, the web page, the docs and
+any notebook can show them however they like; `viz.py` turns them into pictures. `inspect` is
+all of them at once for one prompt, from one forward pass: what the page's explainer draws
+(GET /api/inspect).
 """
 
 from __future__ import annotations
@@ -12,15 +14,46 @@ import torch
 import torch.nn.functional as F
 
 from .config import SampleConfig
-from .prompt import prompt_ids
+from .prompt import prompt_ids, prompt_text
 from .evaluate import eval_mode
 from .ladder import rotate
 from .model import MiniGPT
-from .sampling import filter_logits
+from .sampling import filter_logits, make_generator, sample_next
 from .tokenizer import Tokenizer
+
+WINDOW = 128  # inspect() shows the attention among the prompt's last this many tokens
+
+
+@dataclass
+class Forward:
+    """One forward pass over a prompt, everything kept: its ids, the logits (T, V), the attention
+    weights (n_layers, H, T, T) and the residual stream after the embeddings and each block
+    (n_layers + 1 tensors of (T, C)). The model itself keeps nothing."""
+
+    ids: list[int]
+    logits: torch.Tensor
+    weights: torch.Tensor
+    states: list[torch.Tensor]
 
 
 @torch.no_grad()
+def forward_prompt(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> Forward:
+    """The model's own forward on end-of-story + `prompt` (its last block_size tokens), with
+    the attention weights and the residual stream returned on request."""
+    ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
+    states: list[torch.Tensor] = []
+    with eval_mode(model):  # need_weights runs the explicit attention, the one that keeps its weights
+        logits, _, weights = model(torch.tensor([ids], device=next(model.parameters()).device),
+                                   need_weights=True, states=states)
+    return Forward(ids, logits[0].float().cpu(), weights[:, 0].float().cpu(),
+                   [s[0].float().cpu() for s in states])
+
+
+def label(tokenizer: Tokenizer, i: int) -> str:
+    """A token as text; the end-of-story symbol that starts every story as '<eos>'."""
+    return "<eos>" if i == tokenizer.eos_id else tokenizer.piece(i)
+
+
 def attention_maps(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> tuple[torch.Tensor, list[str]]:
     """Attention weights for `prompt`: a tensor (n_layers, num_heads, T, T) and the T characters.
 
@@ -28,12 +61,18 @@ def attention_maps(model: MiniGPT, tokenizer: Tokenizer, prompt: str) -> tuple[t
     part above the diagonal (the future) is 0. The prompt's last block_size characters are used,
     after the end-of-story symbol that starts every story (shown as '<eos>').
     """
-    ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
-    with eval_mode(model):  # need_weights runs the explicit attention, the one that keeps its weights
-        _, _, weights = model(torch.tensor([ids], device=next(model.parameters()).device), need_weights=True)
-    maps = weights[:, 0].float().cpu()
-    labels = ["<eos>" if i == tokenizer.eos_id else tokenizer.piece(i) for i in ids]
-    return maps, labels
+    seen = forward_prompt(model, tokenizer, prompt)
+    return seen.weights, [label(tokenizer, i) for i in seen.ids]
+
+
+def distributions(last: torch.Tensor, cfg: SampleConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next token's probabilities from the last logits (V,): the model's own (temperature 1)
+    and the one sampling really draws from after temperature, top-k and top-p (greedy: the
+    likeliest token alone)."""
+    raw = F.softmax(last, dim=-1)
+    if cfg.greedy or cfg.temperature == 0:
+        return raw, F.one_hot(raw.argmax(), raw.numel()).float()
+    return raw, F.softmax(filter_logits(last[None], cfg)[0], dim=-1)
 
 
 @dataclass
@@ -134,7 +173,6 @@ def architecture(c) -> str:
         f", {e}" for e in extras)
 
 
-@torch.no_grad()
 def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
                             cfg: SampleConfig | None = None, top: int = 10) -> list[dict]:
     """The `top` likeliest next characters after `prompt`.
@@ -145,16 +183,106 @@ def next_char_probabilities(model: MiniGPT, tokenizer: Tokenizer, prompt: str,
     """
     cfg = cfg or SampleConfig()
     cfg.validate()
-    ids = prompt_ids(tokenizer, prompt)[-model.config.block_size:]
-    with eval_mode(model):
-        logits, _, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
-    last = logits[0, -1].float().cpu()
-    raw = F.softmax(last, dim=-1)
-    filtered = None if cfg.greedy or cfg.temperature == 0 else filter_logits(last[None], cfg)[0]
-    if filtered is None:  # greedy: the likeliest character alone
-        sampled = F.one_hot(raw.argmax(), raw.numel()).float()
-    else:
-        sampled = F.softmax(filtered, dim=-1)
+    raw, sampled = distributions(forward_prompt(model, tokenizer, prompt).logits[-1], cfg)
     order = torch.argsort(raw, descending=True)[:top]
     return [{"char": tokenizer.piece(int(i)), "prob": float(raw[i]), "sampled": float(sampled[i])}
             for i in order]
+
+
+def _rounded(t: torch.Tensor, decimals: int = 5) -> list:
+    """A tensor as (nested) lists of floats rounded for JSON: 5 decimals keep a row of 128
+    weights summing to 1 within 1e-3, at a third of the text."""
+    return torch.round(t.double(), decimals=decimals).tolist()
+
+
+def inspect(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig | None = None,
+            layer: int | None = None, head: int | None = None, top: int = 20,
+            seed: int | None = None) -> dict:
+    """Everything the explainer shows for `prompt`, from one forward pass (GET /api/inspect).
+
+    - tokens: the last <= WINDOW tokens the model read ('<eos>' first when the story starts in
+      the window); `first` is the index of the first of them among all `total` tokens.
+    - attention[layer][head][query][key] among those tokens (null for a layer or head not asked
+      for); attention_before[layer][head][query] is the weight on tokens before the window, so
+      each row and its 'before' sum to 1. Keys after the query (the future) are always 0.
+    - next: the `top` likeliest next tokens {token, id, model_p, sampled_p}, model_p the model's
+      probability and sampled_p what sampling draws with `cfg`; rest: the probability of all
+      others; sample: one token drawn from sampled_p as generation draws it (`seed` repeats it).
+    - residual: per depth (the embeddings, then each block) the length of the residual stream's
+      vector at each shown token, and what that depth's stream would already predict next if
+      the final norm and head read it (the "logit lens").
+    - shapes: the letters B, T, C, H, D, F, V of this model and the stages a batch passes through.
+    """
+    cfg = cfg or SampleConfig()
+    cfg.validate()
+    c = model.config
+    seen = forward_prompt(model, tokenizer, prompt)
+    total = len(seen.ids)
+    first = max(0, total - WINDOW)
+    layers = range(c.n_layers) if layer is None else [layer]
+    heads = range(c.num_heads) if head is None else [head]
+    attention = [None] * c.n_layers
+    before = [None] * c.n_layers if first else None
+    for li in layers:
+        attention[li] = [_rounded(seen.weights[li, h, first:, first:]) if h in heads else None
+                         for h in range(c.num_heads)]
+        if first:
+            before[li] = [_rounded(seen.weights[li, h, first:, :first].sum(-1)) if h in heads else None
+                          for h in range(c.num_heads)]
+    return {"prompt": prompt_text(prompt), "tokens": [label(tokenizer, i) for i in seen.ids[first:]],
+            "ids": seen.ids[first:], "first": first, "total": total, "layer": layer, "head": head,
+            "attention": attention, "attention_before": before,
+            **_next_tokens(model, tokenizer, seen.logits[-1], cfg, top, seed),
+            "residual": _residual(model, tokenizer, seen.states, first),
+            "shapes": _shapes(model, seen)}
+
+
+def _next_tokens(model, tokenizer, last: torch.Tensor, cfg: SampleConfig, top: int, seed) -> dict:
+    raw, sampled = distributions(last, cfg)
+    order = torch.argsort(raw, descending=True)[:top].tolist()
+
+    def row(i: int) -> dict:
+        return {"token": label(tokenizer, i), "id": i, "model_p": round(float(raw[i]), 6),
+                "sampled_p": round(float(sampled[i]), 6)}
+
+    rows = [row(i) for i in order]
+    choice = int(sample_next(last[None], cfg, make_generator(seed))[0])
+    rest = {"model_p": max(0.0, round(1 - float(raw[order].sum()), 6)),
+            "sampled_p": max(0.0, round(1 - float(sampled[order].sum()), 6))}
+    return {"next": rows, "rest": rest, "sample": row(choice)}
+
+
+@torch.no_grad()
+def _residual(model: MiniGPT, tokenizer: Tokenizer, states: list[torch.Tensor], first: int) -> list[dict]:
+    depths = []
+    with eval_mode(model):
+        for depth, x in enumerate(states):
+            guess = F.softmax(model.readout(x[-1].to(next(model.parameters()).device)).float(), -1)
+            p, ids = guess.topk(min(3, guess.numel()))
+            depths.append({"name": "embeddings" if depth == 0 else f"block {depth - 1}",
+                           "norm": _rounded(x[first:].norm(dim=-1), 2),
+                           "mean_norm": round(float(x[first:].norm(dim=-1).mean()), 3),
+                           "predicts": [{"token": label(tokenizer, int(i)), "p": round(float(q), 4)}
+                                        for q, i in zip(p.cpu(), ids.cpu())]})
+    return depths
+
+
+def _shapes(model: MiniGPT, seen: Forward) -> dict:
+    """This model's letters and the shape at each stage, for a batch of one prompt (B = 1); the
+    embeddings', the attention weights' and the logits' shapes are those of the real tensors."""
+    c = model.config
+    B, T = 1, len(seen.ids)
+    H, D, C, F_, V = c.num_heads, c.head_size, c.n_embd, c.ff_hidden_mult * c.n_embd, c.vocab_size
+    embed = ("token embedding + position embedding" if c.positions == "learned"
+             else "token embedding (positions: q and k turned, RoPE)")
+    stages = [("token ids", (B, T), "B T"), (embed, (B, *seen.states[0].shape), "B T C"),
+              ("q, k, v: C split into H heads of D", (B, H, T, D), "B H T D"),
+              ("attention weights: softmax(q k^T / sqrt(D))", (B, *seen.weights.shape[1:]), "B H T T"),
+              ("weights @ v, heads merged, projected", (B, T, C), "B T C"),
+              ("feed-forward widens, then narrows", (B, T, F_), "B T F"),
+              (f"block output, x {c.n_layers} blocks", (B, *seen.states[-1].shape), "B T C"),
+              ("logits: final norm, head", (B, *seen.logits.shape), "B T V"),
+              ("next-token probabilities (the last row)", (V,), "V")]
+    return {"B": B, "T": T, "C": C, "H": H, "D": D, "F": F_, "V": V, "n_layers": c.n_layers,
+            "block_size": c.block_size,
+            "stages": [{"name": n, "shape": list(shape), "dims": dims} for n, shape, dims in stages]}

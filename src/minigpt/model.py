@@ -273,12 +273,14 @@ class MiniGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: KVCache | None = None, need_weights: bool = False):
+                cache: KVCache | None = None, need_weights: bool = False, states: list | None = None):
         """ids: (B, T) token ids -> (logits (B, T, V), loss or None, attention weights or None).
 
         With `cache`, row b of `ids` holds the *next* T tokens of the cache's row b: their
         positions continue from where that row ends, and the cache is extended by T in every row.
         `need_weights` returns each layer's attention weights, (n_layers, B, H, T, T_seen).
+        `states`, a list, gets the residual stream (B, T, C) after the embeddings and after each
+        block appended to it: what the model holds at every depth (introspect.py shows it).
         """
         T = ids.size(1)
         if cache is None:
@@ -295,22 +297,30 @@ class MiniGPT(nn.Module):
             rope = self.rotary(positions)
         x = x0 = self.dropout(x)
         ve = None if self.value_embedding is None else self.value_embedding(ids)
-        maps = []
+        maps, states = [], states if states is not None else []
+        states.append(x)
         for i, block in enumerate(self.blocks):
             layer_cache = None if cache is None else (i, cache, slots, mask)
             x, weights = block(x, layer_cache, need_weights, x0, rope, ve)
             maps.append(weights)
+            states.append(x)
         if cache is not None:
             cache.advance(T)
-        x = self.ln_f(x)
-        logits = self.head(x) if self.head is not None else F.linear(x, self.token_embedding.weight)
-        if self.config.logit_softcap is not None:
-            logits = softcap(logits, self.config.logit_softcap)
+        logits = self.readout(x)
         loss = None
         if targets is not None:
             # Teacher forcing: every position is scored on the true next character.
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss, torch.stack(maps) if need_weights else None
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream (..., C) -> logits (..., V): the final norm, then the head's score
+        for every token (soft-capped where config.logit_softcap says)."""
+        x = self.ln_f(x)
+        logits = self.head(x) if self.head is not None else F.linear(x, self.token_embedding.weight)
+        if self.config.logit_softcap is not None:
+            logits = softcap(logits, self.config.logit_softcap)
+        return logits
 
     def set_attention(self, kind: str) -> None:
         """Switch every layer between the 'explicit' and 'fast' attention paths."""

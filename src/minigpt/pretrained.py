@@ -8,6 +8,7 @@ directory already has at its top level:
     tokenizer.json       the tokenizer (tokenizer.py)
     words.txt            optional: the words of the training text, for `minigpt report`
     README.md            optional: the model card
+    metrics.jsonl        optional: the run's learning curves (export copies them; the page draws them)
 
 So one loader, `load(spec)`, serves every kind of checkpoint spec: the CLI's --checkpoint, the
 API's `minigpt.load` and `from_pretrained`, the web server, `minigpt report` and the seed's
@@ -42,14 +43,14 @@ from .errors import UserError
 from .files import regular_file
 from .model import MiniGPT
 from .runfiles import CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, read_json
-from .runlog import METRICS, read_metrics
+from .runlog import METRICS, metrics_text, read_metrics
 from .tokenizer import WORD, Tokenizer, load_tokenizer
 
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "tinystories-char"
 WORDS = "words.txt"
 CARD = "README.md"
-EXPORTED = (CONFIG, WEIGHTS, TOKENIZER, WORDS, CARD)  # all that save_pretrained / export write
+EXPORTED = (CONFIG, WEIGHTS, TOKENIZER, WORDS, CARD, METRICS)  # all that save_pretrained / export write
 _HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[\w.-]+)$")
 
 
@@ -209,13 +210,23 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
     config = {k: v for k, v in config.items() if k in ("train", "minigpt_version", "torch_version")}
     config["summary"] = run_summary(run)
     save_pretrained(model, tokenizer, out, config, dtypes[dtype], training_words(run, tokenizer))
+    extra = {}
     if card:
-        _write_files(out, {CARD: lambda p: atomic_write(p, lambda tmp: shutil.copyfile(card, tmp))})
+        extra[CARD] = lambda p: atomic_write(p, lambda tmp: shutil.copyfile(card, tmp))
+    records = read_metrics(run)  # the learning curves come along (the web page draws them)
+    if records:
+        extra[METRICS] = lambda p: atomic_write(p, lambda tmp: Path(tmp).write_text(
+            metrics_text(records), encoding="utf-8"))
+    _write_files(out, extra)
     return out
 
 
 def run_summary(run: Path) -> dict:
-    """Step and last held-out / train bits per character of a run (from metrics.jsonl)."""
+    """Step and last held-out / train bits per character: an exported model's summary (its
+    config.json's), else the last record of the run's metrics.jsonl."""
+    config = read_json(run / CONFIG) if (run / CONFIG).is_file() else None
+    if isinstance(config, dict) and isinstance(config.get("summary"), dict):
+        return config["summary"]
     summary = {}
     if (run / METRICS).exists():
         # read_metrics skips torn lines; a record lacking a field (edited) is passed over too
@@ -226,10 +237,6 @@ def run_summary(run: Path) -> dict:
                 summary = {"step": last["step"], "held_out_bits_per_char": round(last["val_bpc"], 4),
                            "train_bits_per_char": round(last["train_bpc"], 4)}
                 break
-    else:
-        config = read_json(run / CONFIG)
-        if isinstance(config, dict) and isinstance(config.get("summary"), dict):
-            summary = config["summary"]
     return summary
 
 

@@ -59,6 +59,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return records
 
 
+def metrics_text(records: list[dict]) -> str:
+    """Records as the lines of a metrics.jsonl (export copies a run's curves with it)."""
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
 def forget_after(run_dir: str | Path, step: int) -> None:
     """Drop the metrics and sample stories logged after `step` (resume logs them again)."""
     run_dir = Path(run_dir)
@@ -67,7 +72,7 @@ def forget_after(run_dir: str | Path, step: int) -> None:
             regular_file(run_dir / name, "log file")
     if (run_dir / METRICS).exists():
         kept = [r for r in read_metrics(run_dir) if isinstance(r.get("step"), int) and r["step"] <= step]
-        _rewrite(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+        _rewrite(run_dir / METRICS, metrics_text(kept))
     samples = run_dir / SAMPLES
     if samples.exists():
         kept, keeping = [], True

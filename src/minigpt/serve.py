@@ -43,7 +43,8 @@ from .webapi import NEEDS_FASTAPI
 
 try:  # an optional part: `minigpt serve` without it is one line, exit 2, as for matplotlib
     from fastapi import FastAPI, Query, Request
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, Response
+    from starlette.exceptions import HTTPException
 except ImportError:
     raise UserError(NEEDS_FASTAPI) from None
 
@@ -53,9 +54,13 @@ from .engine import Engine, Full, Stream
 from .handoff import Looks, Mailbox
 from .pretrained import load, resolve, run_summary
 from .prompt import prompt_text
-from .webapi import (MAX_PROMPT_CHARS, PNG, SSE_EVENT, BodyLimit, Busy, EventStream, GenerateRequest,
-                     Health, ModelFacts, NextChars, Prompt, Story, StoryParams, Temperature, TopK, TopP,
-                     answer_errors, error_answers)
+from .runlog import read_metrics
+from .webapi import (MAX_PROMPT_CHARS, MAX_TOP, PNG, SSE_EVENT, BodyLimit, Busy, Curves, EventStream,
+                     GenerateRequest, Health, Inspection, JSONText, ModelFacts, NextChars, Prompt, Seed,
+                     Story, StoryParams, Temperature, TopK, TopP, answer_errors, error_answers)
+
+# The page's own files (static/), by name: nothing else is served from there.
+STATIC = {"explainer.js": "text/javascript", "explainer.css": "text/css"}
 
 
 def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: float = 10.0,
@@ -96,14 +101,14 @@ def create_app(spec: str | Path | None, max_batch: int = 16, queue_seconds: floa
     app.state.engine, app.state.stop, app.state.directory = engine, stop, directory
     answer_errors(app, engine)
     app.add_middleware(BodyLimit)
-    _add_model_routes(app, engine, _facts(directory, model, config))
+    _add_model_routes(app, engine, directory, _facts(directory, model, config))
     _add_story_routes(app, engine, queue_seconds)
     _add_look_routes(app, model, tokenizer, looks)
     return app
 
 
-def _add_model_routes(app: FastAPI, engine: Engine, facts: dict) -> None:
-    """The page, the health check and the facts about the model."""
+def _add_model_routes(app: FastAPI, engine: Engine, directory: Path, facts: dict) -> None:
+    """The page and its scripts, the health check, the facts about the model and its curves."""
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
         return (resources.files("minigpt") / "static" / "index.html").read_text(encoding="utf-8")
@@ -112,9 +117,22 @@ def _add_model_routes(app: FastAPI, engine: Engine, facts: dict) -> None:
     async def healthz():
         return {"status": "ok", "streams": len(engine.live), "waiting": len(engine.waiting)}
 
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        if name not in STATIC:
+            raise HTTPException(404, "no such file")
+        text = (resources.files("minigpt") / "static" / name).read_text(encoding="utf-8")
+        return Response(text, media_type=STATIC[name])
+
     @app.get("/api/model", response_model=ModelFacts, responses=error_answers())
     async def model_facts():
         return dict(facts, max_batch=engine.max_batch, threads=torch.get_num_threads())
+
+    @app.get("/api/metrics", response_model=Curves, responses=error_answers())
+    async def metrics():
+        """The run's learning curves: its metrics.jsonl as JSON, read again on every request (a
+        run still training shows its newest evaluations)."""
+        return {"run": directory.name, "records": await asyncio.to_thread(_curves, directory)}
 
 
 async def _start_story(engine: Engine, req: StoryParams, pieces: bool,
@@ -182,8 +200,32 @@ def _add_story_routes(app: FastAPI, engine: Engine, queue_seconds: float) -> Non
 
 
 def _add_look_routes(app: FastAPI, model, tokenizer, looks: Looks) -> None:
-    """GET /api/next (next-character odds) and GET /api/attention.png (attention heat-maps)."""
+    """GET /api/inspect (the explainer's one answer), /api/next (next-character odds) and
+    /api/attention.png (attention heat-maps)."""
     c = model.config
+
+    def layer_query():
+        return Query(None, ge=0, le=c.n_layers - 1, description="one layer (default: all)")
+
+    def head_query():
+        return Query(None, ge=0, le=c.num_heads - 1, description="one head (default: all)")
+
+    @app.get("/api/inspect", response_model=Inspection,
+             responses=error_answers(400, 422))
+    async def inspect(prompt: Annotated[Prompt, Query()] = "",
+                      temperature: Annotated[Temperature, Query()] = 1.0,
+                      top_k: Annotated[TopK | None, Query()] = None,
+                      top_p: Annotated[TopP | None, Query()] = None,
+                      layer: int | None = layer_query(), head: int | None = head_query(),
+                      top: Annotated[int, Query(ge=1, le=MAX_TOP, description="how many next tokens")] = 20,
+                      seed: Annotated[Seed | None, Query()] = None):
+        """The model looked inside for the text in the box, from one forward pass: its tokens,
+        the attention weights among the last 128 of them, the next-token distribution before and
+        after sampling (and one token drawn from it), the residual stream at every depth, and the
+        shapes of every stage."""
+        cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        return JSONText(await looks.run(_inspect_json, model, tokenizer, prompt, cfg, layer, head,
+                                        min(top, c.vocab_size), seed))
 
     @app.get("/api/next", response_model=NextChars, responses=error_answers(400, 422))
     async def next_chars(prompt: Annotated[Prompt, Query()] = "",
@@ -204,11 +246,17 @@ def _add_look_routes(app: FastAPI, model, tokenizer, looks: Looks) -> None:
         **error_answers(400, 422)})
     async def attention_png(
             prompt: Annotated[str, Query(min_length=1, max_length=MAX_PROMPT_CHARS)] = "Once upon a time",
-            layer: int | None = Query(None, ge=0, le=c.n_layers - 1, description="one layer (default: all)"),
-            head: int | None = Query(None, ge=0, le=c.num_heads - 1, description="one head (default: all)")):
+            layer: int | None = layer_query(), head: int | None = head_query()):
         """A PNG grid of attention heat-maps for the prompt (needs matplotlib)."""
         png = await looks.run(_attention_png, model, tokenizer, prompt, layer, head)
         return PNG(png)
+
+
+def _inspect_json(model, tokenizer, prompt: str, cfg: SampleConfig, layer, head, top, seed) -> str:
+    from .introspect import inspect
+
+    return json.dumps(inspect(model, tokenizer, prompt, cfg, layer, head, top, seed),
+                      separators=(",", ":"))
 
 
 def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
@@ -220,6 +268,19 @@ def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_attention(maps, labels, Path(tmp) / "attention.png", layer, head)
         return path.read_bytes()
+
+
+def _curves(directory: Path) -> list[dict]:
+    """metrics.jsonl's records with a step, each with the numbers the chart draws (a missing or
+    non-finite one is null: JSON has no NaN)."""
+    fields = ("train_bpc", "val_bpc", "lr", "chars_per_s", "elapsed_s")
+    return [{"step": r["step"], **{k: _finite(r.get(k)) for k in fields}} for r in read_metrics(directory)
+            if isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool)]
+
+
+def _finite(value) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def _facts(run_dir: Path, model, config: dict) -> dict:

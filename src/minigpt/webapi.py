@@ -32,9 +32,11 @@ except ImportError:
 
 from .config import SampleConfig
 from .engine import Engine
+from .introspect import WINDOW
 
 MAX_PROMPT_CHARS = 1000
 MAX_NEW_CHARS = 2000
+MAX_TOP = 200  # next tokens listed by /api/inspect (at most the vocabulary)
 # JSON's interoperable integers (RFC 8259: a browser's numbers are exact up to here), within the
 # CLI's seed bound (SampleConfig.validate), and a schema "maximum" that reads back exactly.
 MAX_SEED = 2**53 - 1
@@ -115,6 +117,88 @@ class NextChars(BaseModel):
     rows: list[NextRow]
 
 
+class NextToken(BaseModel):
+    token: str
+    id: int
+    model_p: float = Field(description="the model's probability (temperature 1)")
+    sampled_p: float = Field(description="the probability sampling draws with these settings")
+
+
+class Rest(BaseModel):
+    model_p: float = Field(description="the probability of every token not listed in `next`")
+    sampled_p: float
+
+
+class Guess(BaseModel):
+    token: str
+    p: float
+
+
+class Depth(BaseModel):
+    name: str = Field(description='"embeddings", then "block 0", "block 1", ...')
+    norm: list[float] = Field(description="the residual stream's vector length at each token")
+    mean_norm: float
+    predicts: list[Guess] = Field(description="what the final norm and head would predict next "
+                                  "from this depth's stream at the last token (the logit lens)")
+
+
+class Stage(BaseModel):
+    name: str
+    shape: list[int]
+    dims: str = Field(description="the shape's letters: B batch, T tokens, C n_embd, H heads, "
+                      "D head size, F feed-forward width, V vocabulary")
+
+
+class Shapes(BaseModel):
+    B: int
+    T: int
+    C: int
+    H: int
+    D: int
+    F: int
+    V: int
+    n_layers: int
+    block_size: int
+    stages: list[Stage]
+
+
+Weights = list[list[list[float]] | None]  # one layer: [head][query][key], null: a head not asked for
+
+
+class Inspection(BaseModel):
+    prompt: str = Field(description="the prompt as the model read it")
+    tokens: list[str] = Field(description=f"the last <= {WINDOW} tokens read, '<eos>' the start of the story")
+    ids: list[int]
+    first: int = Field(description="index of tokens[0] among all the tokens read")
+    total: int = Field(description="how many tokens the model read (at most block_size)")
+    layer: int | None
+    head: int | None
+    attention: list[Weights | None] = Field(
+        description="attention[layer][head][query][key] among `tokens`; rows sum to 1 with "
+                    "attention_before; a key after its query is always 0; null: not asked for")
+    attention_before: list[list[list[float] | None] | None] | None = Field(
+        description="[layer][head][query]: the weight on tokens before `tokens` (null when none)")
+    next: list[NextToken] = Field(description="the likeliest next tokens, likeliest first")
+    rest: Rest
+    sample: NextToken = Field(description="one token drawn from sampled_p, as generation draws it")
+    residual: list[Depth] = Field(description="the embeddings, then each block's output")
+    shapes: Shapes
+
+
+class Curve(BaseModel):
+    step: int
+    train_bpc: float | None = None
+    val_bpc: float | None = None
+    lr: float | None = None
+    chars_per_s: float | None = None
+    elapsed_s: float | None = None
+
+
+class Curves(BaseModel):
+    run: str
+    records: list[Curve] = Field(description="metrics.jsonl, one record per evaluation, oldest first")
+
+
 class Health(BaseModel):
     status: str
     streams: int = Field(description="stories being written")
@@ -144,6 +228,11 @@ class EventStream(StreamingResponse):
 
 class PNG(Response):
     media_type = "image/png"
+
+
+class JSONText(Response):
+    """An answer already serialised (in the look-inside thread, off the event loop)."""
+    media_type = "application/json"
 
 
 # One Server-Sent Event of /api/stream, as an event-stream schema describes it.
