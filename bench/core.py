@@ -18,10 +18,12 @@ import os
 import platform
 import resource
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +43,31 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoint: str, options: list[str]):
+    """`minigpt serve --checkpoint ... options` in a process of its own on a free loopback port,
+    once it answers /healthz: (the process, its base URL). Stop it with terminate()."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", checkpoint,
+                               "--port", str(port), *options],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            return server, base
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the server did not start")
 
 
 def python_module(module: str, *args: str, src: Path = SRC, threads: int | None = None) -> list[str]:

@@ -296,7 +296,7 @@ def test_export_force_replaces_only_its_files_and_keeps_every_mode(run, tmp_path
     assert (out / "model.safetensors").read_bytes() != old_weights  # replaced: now fp16
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert modes == {"config.json": 0o600, "model.safetensors": 0o644, "tokenizer.json": 0o644,
-                     "words.txt": 0o644, "notes.md": 0o640, "run.sh": 0o755}
+                     "words.txt": 0o644, "metrics.jsonl": 0o644, "notes.md": 0o640, "run.sh": 0o755}
     assert (out / "notes.md").read_text() == "mine\n" and (out / "run.sh").read_text() == "#!/bin/sh\n"
     assert load(out, "cpu")[2]["weights_dtype"] == "float16"
 

@@ -16,39 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-from ..core import SRC, cpu_name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(checkpoint: str, options: list[str]):
-    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "minigpt", "serve", "--checkpoint", checkpoint,
-                               "--port", str(port), *options],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            return server, base
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
+from ..core import cpu_name, start_server
 
 
 def load(base: str, clients: int, requests: int, max_new_chars: int) -> dict:

@@ -42,7 +42,7 @@ from .data import load_splits
 from .errors import UserError
 from .files import regular_file
 from .model import MiniGPT
-from .runfiles import CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS, read_json
+from .runfiles import CHECKPOINTS, CONFIG, DATA, LOCK, TOKENIZER, WEIGHTS, read_json
 from .runlog import METRICS, metrics_text, read_metrics
 from .tokenizer import WORD, Tokenizer, load_tokenizer
 
@@ -162,10 +162,13 @@ def _write_files(out: Path, writes: dict) -> None:
 
 def _refuse_inside_run(out: Path) -> None:
     """A training run's directory, and every directory under it (checkpoints/, data/), belongs to
-    the run: an export there would mix its files with the run's, or be pruned with a checkpoint."""
+    the run: an export there would mix its files with the run's, or be pruned with a checkpoint.
+    A run is config.json beside its checkpoints/, its prepared data/ or its .lock (metrics.jsonl
+    alone is no sign: an exported model carries the run's curves too)."""
     target = out.resolve()
     for path in (target, *target.parents):
-        if (path / CONFIG).is_file() and ((path / CHECKPOINTS).is_dir() or (path / METRICS).is_file()):
+        if (path / CONFIG).is_file() and ((path / CHECKPOINTS).is_dir() or (path / DATA).is_dir()
+                                          or (path / LOCK).exists()):
             if path == target:
                 raise UserError(f"{out} already holds a training run; export to a new directory "
                                 "outside it")

@@ -34,14 +34,10 @@ from .data import Splits, check_length, load_splits, prepare_data
 from .distributed import Dist, all_agree
 from .errors import UserError
 from .model import MiniGPT
-from .runfiles import CHECKPOINTS, CONFIG, TOKENIZER, WEIGHTS
+from .runfiles import CHECKPOINTS, CONFIG, DATA, LOCK, TOKENIZER, WEIGHTS
 from .runlog import METRICS, SAMPLES, forget_after
 from .tokenizer import load_tokenizer
 
-# The lock file. filelock leaves it in place after the run (deleting a lock file others may have
-# open is what makes two holders possible); everything that reads a run ignores it.
-LOCK = ".lock"
-DATA = "data"
 # What a run writes at its top level. A new run refuses a directory holding any of them: it would
 # overwrite them, and a failed start could not tell the user's files from its own.
 RUN_NAMES = (CONFIG, TOKENIZER, WEIGHTS, CHECKPOINTS, METRICS, SAMPLES, "loss.png", DATA)

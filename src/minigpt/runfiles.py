@@ -31,6 +31,10 @@ from .model import MiniGPT
 # The names of a run directory's files (checkpoint.py's docstring draws where each one lives).
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
 TRAIN_STATE, STATE, CHECKPOINTS = "train_state.safetensors", "state.json", "checkpoints"
+# The prepared data (data/) and the lock file the training run writing here holds (rundir.py).
+# filelock leaves the lock file in place after the run (deleting a lock file others may have open
+# is what makes two holders possible); everything that reads a run ignores it.
+DATA, LOCK = "data", ".lock"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
