@@ -143,6 +143,26 @@ def test_past_the_window_the_weight_before_it_completes_each_row():
     assert len(data["next"]) == 3 and data["shapes"]["T"] == 160
 
 
+@pytest.mark.parametrize("kind, vocab", [("bpe", 300), ("word", 60)])
+def test_inspect_shows_the_pieces_of_a_subword_or_word_model(kind, vocab):
+    from conftest import make_stories
+    from minigpt.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(kind, make_stories(50), vocab)
+    torch.manual_seed(0)
+    model = MiniGPT(ModelConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_embd=16, num_heads=2,
+                                n_layers=2, dropout=0.0))
+    prompt = "Once upon a time, Lily had a kite."
+    data = inspect(model, tokenizer, prompt, top=5, seed=1)
+    assert data["tokens"][0] == "<eos>" and "".join(data["tokens"][1:]) == prompt
+    assert len(data["tokens"]) < len(prompt)  # pieces, not characters
+    assert data["tokens"][1:] == [tokenizer.piece(i) for i in tokenizer.encode(prompt)]
+    T = len(data["tokens"])
+    assert torch.tensor(data["attention"]).shape == (2, 2, T, T)
+    assert data["shapes"]["V"] == tokenizer.vocab_size and len(data["next"]) == 5
+    assert data["sample"]["token"] == ("<eos>" if data["sample"]["id"] == 0 else tokenizer.piece(data["sample"]["id"]))
+
+
 def test_metrics_serves_the_runs_curves_and_an_export_brings_them(client, tiny_run, tmp_path):
     records = client.get("/api/metrics").json()["records"]
     assert [r["step"] for r in records] == [r["step"] for r in read_metrics(tiny_run)] == [60, 120]
@@ -282,6 +302,11 @@ def test_browser_typing_and_sliders_redraw_the_next_character_chart(browser, ser
     _slide(page, "temperature", "0.3")
     cold = _bars(page)
     assert cold[0]["sampled_p"] > after[0]["sampled_p"] and cold[0]["model_p"] == after[0]["model_p"]
+    page.type("#prompt", "#")  # a character the model does not know: said in one line, chart kept
+    page.wait_for_function("document.getElementById('inside-status').textContent.includes('#')")
+    assert page.text_content("#inside-status").startswith("error: the model's vocabulary has no '#'")
+    assert _bars(page) == cold
+    errors.remove("Failed to load resource: the server responded with a status of 400 (Bad Request)")
     page.screenshot(path=str(ARTIFACTS / "explainer-desktop.png"), full_page=True)
     assert not errors, errors
     page.close()

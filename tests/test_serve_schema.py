@@ -183,9 +183,9 @@ def test_an_invalid_json_body_gets_the_documented_shape(client):
 
 
 def test_look_inside_views_at_the_same_moment_never_500(client):
-    """/api/next and /api/attention.png at once, beside a story: each is 200, or 503 busy when
-    more than the look-inside queue's bound wait."""
-    answers, start = [], threading.Barrier(6)
+    """/api/next, /api/inspect and /api/attention.png at once, beside a story: each is 200, or 503
+    busy when more than the look-inside queue's bound wait."""
+    answers, start = [], threading.Barrier(7)
 
     def ask(method, path, **kw):
         start.wait()
@@ -198,18 +198,21 @@ def test_look_inside_views_at_the_same_moment_never_500(client):
                threading.Thread(target=ask, args=("get", "/api/attention.png"),
                                 kwargs={"params": {"prompt": "Lily", "layer": 0}}),
                threading.Thread(target=ask, args=("post", "/api/generate"), kwargs={"json": {"max_new_chars": 30}}),
-               threading.Thread(target=ask, args=("get", "/api/next"), kwargs={"params": {"prompt": "Once", "top": 3}})]
+               threading.Thread(target=ask, args=("get", "/api/next"), kwargs={"params": {"prompt": "Once", "top": 3}}),
+               threading.Thread(target=ask, args=("get", "/api/inspect"), kwargs={"params": {"prompt": "Tom", "layer": 0}})]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    assert len(answers) == 18
+    assert len(answers) == 21
     for response in answers:
         check_answer(response)
     assert {r.status_code for r in answers} <= {200, 503}
-    assert sum(r.status_code == 200 for r in answers) >= 12  # 6 askers, 8 may wait: few or no 503s
+    assert sum(r.status_code == 200 for r in answers) >= 14  # 7 askers, 8 may wait: few or no 503s
     pngs = [r for r in answers if r.headers["content-type"] == "image/png"]
     assert len(pngs) == 6 and all(r.content.startswith(b"\x89PNG") for r in pngs)
     odds = [r.json() for r in answers if r.request.url.path == "/api/next"]
     assert all(math.isfinite(row["sampled"]) for o in odds for row in o["rows"])
     json.dumps(odds, allow_nan=False)
+    looks = [r.json() for r in answers if r.request.url.path == "/api/inspect" and r.status_code == 200]
+    assert looks and all(look["tokens"] == ["<eos>", "T", "o", "m"] for look in looks)

@@ -121,8 +121,10 @@
     $("tokens-note").textContent = data.first > 0 ? `(the last ${data.tokens.length} of the ${data.total} tokens the model read; ` +
       "earlier ones are left out of the view, not out of the model)" : "";
   }
+  // The layer the answer on screen holds (a click on another layer shows once its answer is in).
+  const shownLayer = () => state.data.layer;
   function weightsOf(head, q) {  // head null: the mean over the layer's heads
-    const layer = state.data.attention[state.layer];
+    const layer = state.data.attention[shownLayer()];
     if (head !== null) return layer[head][q];
     const mean = layer[0][q].map(() => 0);
     for (const h of layer) h[q].forEach((w, k) => { mean[k] += w / layer.length; });
@@ -143,8 +145,9 @@
       span.title = `${JSON.stringify(tokens[k])}: ${k <= q ? pct(w) + " of the attention" : "later: not seen"}`;
     });
     const best = weights.map((w, k) => [w, k]).filter(([w]) => w > 0).sort((a, b) => b[0] - a[0]).slice(0, 3);
-    const who = state.head === null ? `the ${state.data.attention[state.layer].length} heads of layer ${state.layer} on average`
-                                    : `head ${state.head} of layer ${state.layer}`;
+    const L = shownLayer();
+    const who = state.head === null ? `the ${state.data.attention[L].length} heads of layer ${L} on average`
+                                    : `head ${state.head} of layer ${L}`;
     $("attention-caption").textContent = `Reading ${JSON.stringify(tokens[q])} (position ${q}), ${who} look${state.head === null ? "" : "s"} most at ` +
       best.map(([w, k]) => `${JSON.stringify(tokens[k])} ${pct(w)}`).join(", ") + ".";
     drawHeads(q);
@@ -153,7 +156,7 @@
   // --- a small picture of every head of the layer: row = query, column = key; the query's row
   // is outlined, and under it the token that head looks at most
   function drawHeads(q) {
-    const grid = $("head-grid"), heads = state.data.attention[state.layer], n = state.data.tokens.length;
+    const grid = $("head-grid"), heads = state.data.attention[shownLayer()], n = state.data.tokens.length;
     if (grid.children.length !== heads.length + 1) {
       grid.textContent = "";
       const all = el("button", { class: "head", "data-head": "all" }, "all heads (mean)");
