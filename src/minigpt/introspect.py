@@ -232,12 +232,12 @@ def inspect(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig
     return {"prompt": prompt_text(prompt), "tokens": [label(tokenizer, i) for i in seen.ids[first:]],
             "ids": seen.ids[first:], "first": first, "total": total, "layer": layer, "head": head,
             "attention": attention, "attention_before": before,
-            **_next_tokens(model, tokenizer, seen.logits[-1], cfg, top, seed),
+            **_next_tokens(tokenizer, seen.logits[-1], cfg, top, seed),
             "residual": _residual(model, tokenizer, seen.states, first),
             "shapes": _shapes(model, seen)}
 
 
-def _next_tokens(model, tokenizer, last: torch.Tensor, cfg: SampleConfig, top: int, seed) -> dict:
+def _next_tokens(tokenizer: Tokenizer, last: torch.Tensor, cfg: SampleConfig, top: int, seed) -> dict:
     raw, sampled = distributions(last, cfg)
     order = torch.argsort(raw, descending=True)[:top].tolist()
 

@@ -13,6 +13,7 @@ restored step: those steps are trained, and logged, again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -57,6 +58,19 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def curves(run_dir: str | Path) -> list[dict]:
+    """The learning curves of metrics.jsonl: each record with a step, with the numbers a chart
+    draws (train / held-out bits per char, learning rate, speed, time); one missing or not finite
+    is None (JSON has no NaN)."""
+    def number(value):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+
+    fields = ("train_bpc", "val_bpc", "lr", "chars_per_s", "elapsed_s")
+    return [{"step": r["step"], **{k: number(r.get(k)) for k in fields}} for r in read_metrics(run_dir)
+            if isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool)]
 
 
 def metrics_text(records: list[dict]) -> str:

@@ -2,10 +2,11 @@
 
     minigpt serve --checkpoint runs/first            # then open http://127.0.0.1:8000
 
-Endpoints: GET / (the page), GET /healthz, GET /api/model (facts about the model),
-POST /api/generate (JSON in, JSON out), GET /api/stream (the story as Server-Sent Events, one
-event per character), GET /api/next (next-character odds), GET /api/attention.png (attention
-heat-maps), and the framework's OpenAPI docs at /docs.
+Endpoints: GET / (the page, and /static/ its script and style), GET /healthz, GET /api/model
+(facts about the model), GET /api/metrics (its learning curves), POST /api/generate (JSON in,
+JSON out), GET /api/stream (the story as Server-Sent Events, one event per character), GET
+/api/inspect (everything the page's Look inside draws, from one forward pass), GET /api/next
+(next-character odds), GET /api/attention.png (attention heat-maps), and the OpenAPI docs at /docs.
 
 One engine owns the model and writes every story (engine.py); `minigpt serve` runs it in the main
 thread and the web server in a thread of its own. Each request becomes a stream in its batch,
@@ -13,8 +14,8 @@ and every step of the engine advances all of them with one forward pass, so 16 r
 less than 16 times one. At most `max_batch` stories are written at once; a request waits up to
 `queue_seconds` for a row (and at most `max_waiting` requests wait), and is otherwise answered 503
 "busy". A streaming client gets each character as the step that made it
-ends; a client that goes away ends its stream at the next step. The look-inside views (/api/next,
-/api/attention.png) run one at a time in a thread of their own, on the same read-only weights:
+ends; a client that goes away ends its stream at the next step. The look-inside views (/api/inspect,
+/api/next, /api/attention.png) run one at a time in a thread of their own, on the same read-only weights:
 they share no state with the engine, so they neither wait for the stories nor race with them.
 
 This module is the app: the routes and the `minigpt serve` command. What a request may hold and
@@ -54,7 +55,7 @@ from .engine import Engine, Full, Stream
 from .handoff import Looks, Mailbox
 from .pretrained import load, resolve, run_summary
 from .prompt import prompt_text
-from .runlog import read_metrics
+from .runlog import curves
 from .webapi import (MAX_PROMPT_CHARS, MAX_TOP, PNG, SSE_EVENT, BodyLimit, Busy, Curves, EventStream,
                      GenerateRequest, Health, Inspection, JSONText, ModelFacts, NextChars, Prompt, Seed,
                      Story, StoryParams, Temperature, TopK, TopP, answer_errors, error_answers)
@@ -132,7 +133,7 @@ def _add_model_routes(app: FastAPI, engine: Engine, directory: Path, facts: dict
     async def metrics():
         """The run's learning curves: its metrics.jsonl as JSON, read again on every request (a
         run still training shows its newest evaluations)."""
-        return {"run": directory.name, "records": await asyncio.to_thread(_curves, directory)}
+        return {"run": directory.name, "records": await asyncio.to_thread(curves, directory)}
 
 
 async def _start_story(engine: Engine, req: StoryParams, pieces: bool,
@@ -268,19 +269,6 @@ def _attention_png(model, tokenizer, prompt: str, layer, head) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_attention(maps, labels, Path(tmp) / "attention.png", layer, head)
         return path.read_bytes()
-
-
-def _curves(directory: Path) -> list[dict]:
-    """metrics.jsonl's records with a step, each with the numbers the chart draws (a missing or
-    non-finite one is null: JSON has no NaN)."""
-    fields = ("train_bpc", "val_bpc", "lr", "chars_per_s", "elapsed_s")
-    return [{"step": r["step"], **{k: _finite(r.get(k)) for k in fields}} for r in read_metrics(directory)
-            if isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool)]
-
-
-def _finite(value) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
 
 
 def _facts(run_dir: Path, model, config: dict) -> dict:
