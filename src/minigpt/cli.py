@@ -149,8 +149,14 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from .pretrained import export
 
-    out = export(args.checkpoint, args.out, args.dtype, args.card, force=args.force)
+    out = export(args.checkpoint, args.out, args.dtype, args.card, force=args.force, format=args.format)
     size = sum(f.stat().st_size for f in out.iterdir())
+    if args.format == "transformers":
+        gpt2 = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model_type") == "gpt2"
+        print(f"saved {out} ({size / 1e6:.1f} MB), a transformers {'GPT-2' if gpt2 else 'MiniGPT'}: "
+              f"{'' if gpt2 else 'import minigpt.hf, then '}AutoModelForCausalLM.from_pretrained({str(out)!r}) "
+              f"or pipeline('text-generation', model={str(out)!r})")
+        return 0
     print(f"saved {out} ({size / 1e6:.1f} MB): load it with --checkpoint {out} or "
           f"minigpt.from_pretrained({str(out)!r})")
     return 0

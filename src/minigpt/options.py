@@ -142,6 +142,9 @@ def _add_loading(sub) -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="weights' storage type (fp16: half the size; loaded as fp32)")
     p.add_argument("--card", help="a model card (markdown) to include as README.md")
+    p.add_argument("--format", default="minigpt", choices=["minigpt", "transformers"],
+                   help="minigpt: this package's layout; transformers: HuggingFace transformers' "
+                   "(a GPT-2 for the seed's architecture; pip install transformers)")
 
 
 def _add_tools(sub) -> None:

@@ -31,6 +31,7 @@ import re
 import shutil
 import string
 import sys
+import tempfile
 from contextlib import suppress
 from pathlib import Path
 
@@ -50,7 +51,10 @@ BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "tinystories-char"
 WORDS = "words.txt"
 CARD = "README.md"
-EXPORTED = (CONFIG, WEIGHTS, TOKENIZER, WORDS, CARD, METRICS)  # all that save_pretrained / export write
+# The files transformers' save_pretrained writes beside config.json, model.safetensors, tokenizer.json
+HF_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
+EXPORTED = (CONFIG, WEIGHTS, TOKENIZER, WORDS, CARD, METRICS, *HF_FILES)  # all that save_pretrained / export write
+FORMATS = ("minigpt", "transformers")
 _HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[\w.-]+)$")
 
 
@@ -115,12 +119,18 @@ def _download(repo_id: str, given: str) -> Path:
 
 
 def save_pretrained(model: MiniGPT, tokenizer: Tokenizer, out_dir: str | Path, config: dict | None = None,
-                    dtype: torch.dtype = torch.float32, words: list[str] | None = None) -> Path:
+                    dtype: torch.dtype = torch.float32, words: list[str] | None = None,
+                    format: str = "minigpt") -> Path:
     """Write a model directory (see the module docstring). fp16/bf16 halves the weights' size;
     they are loaded back as fp32. Only the files named in EXPORTED are written (each atomically;
-    one that is replaced keeps its permissions); a directory inside a training run is refused."""
+    one that is replaced keeps its permissions); a directory inside a training run is refused.
+    format="transformers" writes HuggingFace transformers' layout instead (hf.py)."""
     out = Path(out_dir)
     _refuse_inside_run(out)
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "transformers":
+        return _save_transformers(model, tokenizer, out, dtype)
     config = dict(config or {})
     config.update({"model": model.config.__dict__, "tokenizer": tokenizer.kind,
                    "weights_dtype": str(dtype).removeprefix("torch.")})
@@ -133,6 +143,22 @@ def save_pretrained(model: MiniGPT, tokenizer: Tokenizer, out_dir: str | Path, c
     if not words:
         del writes[WORDS]
     _write_files(out, writes)
+    return out
+
+
+def _save_transformers(model: MiniGPT, tokenizer: Tokenizer, out: Path, dtype: torch.dtype) -> Path:
+    """transformers writes its files where it is told, one after the other: it writes them into a
+    temporary directory, and each is then moved into `out` atomically, as every export file is."""
+    from . import hf  # a UserError naming the package when transformers is not installed
+
+    with tempfile.TemporaryDirectory(prefix="minigpt-hf-") as tmp:
+        hf.save_transformers(model, tokenizer, Path(tmp), dtype)
+        made = sorted(os.listdir(tmp))
+        unknown = [name for name in made if name not in EXPORTED]
+        if unknown:  # a newer transformers writing more: export must still know its own files
+            raise RuntimeError(f"transformers wrote files export does not know: {unknown}")
+        _write_files(out, {name: lambda p, src=Path(tmp) / name: atomic_write(
+            p, lambda t: shutil.copyfile(src, t)) for name in made})
     return out
 
 
@@ -193,8 +219,10 @@ def _check_export_dir(out: Path, force: bool) -> None:
 
 
 def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str | Path | None = None,
-           force: bool = False) -> Path:
-    """`minigpt export`: a run directory -> a model directory with a summary and words.txt.
+           force: bool = False, format: str = "minigpt") -> Path:
+    """`minigpt export`: a run directory -> a model directory with a summary and words.txt, or
+    with format="transformers" a transformers directory (GPT-2 where the architecture is the
+    seed's; hf.py).
 
     `out_dir` must be new or empty; with force=True it may hold files, and export replaces only
     those it writes (EXPORTED), keeping their permissions, and leaves every other file alone. A
@@ -202,6 +230,10 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype not in dtypes:
         raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "transformers":
+        from . import hf  # noqa: F401  (before anything is loaded: a missing package is one line)
     run = resolve(run)
     out = Path(out_dir)
     if out.resolve() == run.resolve():
@@ -212,12 +244,15 @@ def export(run: str | Path, out_dir: str | Path, dtype: str = "fp32", card: str 
     model, tokenizer, config = load(run, "cpu")
     config = {k: v for k, v in config.items() if k in ("train", "minigpt_version", "torch_version")}
     config["summary"] = run_summary(run)
-    save_pretrained(model, tokenizer, out, config, dtypes[dtype], training_words(run, tokenizer))
+    if format == "transformers":
+        save_pretrained(model, tokenizer, out, dtype=dtypes[dtype], format=format)
+    else:
+        save_pretrained(model, tokenizer, out, config, dtypes[dtype], training_words(run, tokenizer))
     extra = {}
     if card:
         extra[CARD] = lambda p: atomic_write(p, lambda tmp: shutil.copyfile(card, tmp))
     records = read_metrics(run)  # the learning curves come along (the web page draws them)
-    if records:
+    if records and format == "minigpt":
         extra[METRICS] = lambda p: atomic_write(p, lambda tmp: Path(tmp).write_text(
             metrics_text(records), encoding="utf-8"))
     _write_files(out, extra)
