@@ -56,3 +56,48 @@ def test_reader_skips_damaged_bytes_and_absurdly_nested_lines(tmp_path):
     (tmp_path / METRICS).write_bytes(b'{"step": 10}\n\xff\xfe{"step"\n' + b"[" * 100_000 + b"\n"
                                      + b'{"step": 20}\n')
     assert read_metrics(tmp_path) == [{"step": 10}, {"step": 20}]
+
+
+def _events(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    board.Reload()
+    return board
+
+
+def test_tensorboard_gets_the_numbers_of_metrics_jsonl_and_the_samples(tmp_path, story_file):
+    import pytest
+    pytest.importorskip("tensorboard")
+    from minigpt import ModelConfig, TrainConfig, train
+
+    cfg = TrainConfig(data=[story_file], batch_size=8, max_steps=40, eval_interval=20, eval_batches=1,
+                      sample_chars=30, threads=1, warmup_steps=2, plot_loss=False, tensorboard=True)
+    run = train(ModelConfig(block_size=16, n_embd=16, num_heads=2, n_layers=1), cfg, tmp_path / "run",
+                log=lambda *a: None, interrupt_at_step=20)
+    train(None, TrainConfig(max_steps=40, tensorboard=True), run, resume=True, log=lambda *a: None)
+    board = _events(run)
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [20, 40]
+    for tag, key in (("bits_per_char/held_out", "val_bpc"), ("bits_per_char/train", "train_bpc"),
+                     ("learning_rate", "lr"), ("chars_per_s", "chars_per_s")):
+        events = board.Scalars(tag)
+        assert [e.step for e in events] == [20, 40], tag  # the resumed run's step 20 is not there twice
+        assert [e.value for e in events] == pytest.approx([r[key] for r in records], rel=1e-6)
+    texts = board.Tensors("sample/text_summary")
+    assert [t.step for t in texts] == [20, 40]
+    story = texts[-1].tensor_proto.string_val[0].decode()
+    assert story.replace("  \n", "\n") == (run / SAMPLES).read_text().split("--- step 40\n")[1].rstrip("\n")
+
+
+def test_without_tensorboard_installed_the_flag_is_one_line(tmp_path, story_file, monkeypatch):
+    import sys
+
+    import pytest
+    from minigpt import ModelConfig, TrainConfig, UserError, train
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(UserError, match="pip install tensorboard"):
+        train(ModelConfig(block_size=16, n_embd=16, num_heads=2, n_layers=1),
+              TrainConfig(data=[story_file], max_steps=2, threads=1, tensorboard=True, plot_loss=False),
+              tmp_path / "run", log=lambda *a: None)

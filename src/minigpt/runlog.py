@@ -18,8 +18,10 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
 from .files import regular_file, too_deep
 
 METRICS = "metrics.jsonl"
@@ -28,13 +30,52 @@ _SAMPLE_HEADER = re.compile(r"--- step (\d+)\s*")
 
 
 def append_metrics(run_dir: str | Path, record: dict) -> None:
-    """Add one evaluation's record (a JSON object on a line of its own) to metrics.jsonl."""
+    """Add one evaluation's record (a JSON object on a line of its own) to metrics.jsonl, and to
+    the TensorBoard events while `tensorboard()` is on for the run."""
     _append(Path(run_dir) / METRICS, json.dumps(record) + "\n")
+    board = _boards.get(Path(run_dir))
+    if board is not None:
+        for tag, key in BOARD_SCALARS.items():
+            if isinstance(record.get(key), (int, float)):
+                board.add_scalar(tag, record[key], record["step"])
+        board.flush()
 
 
 def append_sample(run_dir: str | Path, step: int, story: str) -> None:
-    """Add the sample story printed at `step` to samples.txt."""
+    """Add the sample story printed at `step` to samples.txt (and to TensorBoard's text tab)."""
     _append(Path(run_dir) / SAMPLES, f"--- step {step}\n{story}\n")
+    board = _boards.get(Path(run_dir))
+    if board is not None:
+        board.add_text("sample", story.replace("\n", "  \n"), step)  # markdown: keep the line breaks
+        board.flush()
+
+
+# TensorBoard's names for metrics.jsonl's numbers: bits per character compare across tokenizers.
+BOARD_SCALARS = {"bits_per_char/train": "train_bpc", "bits_per_char/held_out": "val_bpc",
+                 "nats_per_token/train": "train_nats", "nats_per_token/held_out": "val_nats",
+                 "learning_rate": "lr", "chars_per_s": "chars_per_s"}
+BOARD_DIR = "tensorboard"
+_boards: dict[Path, object] = {}  # run directory -> its open SummaryWriter
+
+
+@contextmanager
+def tensorboard(run_dir: str | Path, on: bool, step: int = 0):
+    """While active (when `on`), what append_metrics and append_sample log also goes to
+    TensorBoard event files in RUN/tensorboard (`tensorboard --logdir runs` shows every run).
+    Resuming at `step` purges what an earlier attempt logged after it, as forget_after does."""
+    if not on:
+        yield
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs tensorboard: pip install tensorboard") from None
+    run_dir = Path(run_dir)
+    _boards[run_dir] = SummaryWriter(str(run_dir / BOARD_DIR), purge_step=step + 1 if step else None)
+    try:
+        yield
+    finally:
+        _boards.pop(run_dir).close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -36,7 +36,7 @@ from .optim import learning_rate, make_optimizer
 from .precision import attention_kernel, autocast, resolve_precision
 from .rundir import claim_run, open_run, restore_checkpoint
 from .runfiles import CONFIG, check_run_dir
-from .runlog import METRICS, Progress, append_metrics, append_sample
+from .runlog import METRICS, Progress, append_metrics, append_sample, tensorboard
 from .viz import draw_run_loss
 
 # With no budget given: a few minutes on a laptop CPU, enough for words and simple sentences.
@@ -185,7 +185,8 @@ def _train(model_cfg, cfg, claim, resume, log, interrupt_at_step, device, d: Dis
             log("the run has already used its budget: pass a larger --max-steps, --epochs or "
                 "--max-time to train further")
 
-    _loop(run, state, budget, interrupt_at_step)
+    with tensorboard(out_dir, cfg.tensorboard and d.is_main, state.step):
+        _loop(run, state, budget, interrupt_at_step)
     if d.is_main and cfg.plot_loss and (out_dir / METRICS).exists():
         draw_run_loss(out_dir, log)
     all_agree(d, True)  # leave together: no rank tears the group down while another still works

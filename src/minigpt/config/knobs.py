@@ -165,6 +165,8 @@ class TrainConfig:
     eval_interval: int = option(250, "steps between held-out evaluations, samples and checkpoints")
     keep_checkpoints: int = option(3, "newest step checkpoints kept (plus the best one)")
     plot_loss: bool = True  # draw loss.png in the run directory when training ends (matplotlib)
+    tensorboard: bool = _flag(True, "also write TensorBoard events into RUN/tensorboard: the numbers "
+                              "of metrics.jsonl and the sample stories (pip install tensorboard)")
     eval_batches: int = option(20, "batches averaged for each held-out estimate")
     sample_chars: int = option(200, "length of the sample story printed at each evaluation")
     seed: int = option(1337, "seed of the initial weights, the batches and the samples")
@@ -200,8 +202,9 @@ class TrainConfig:
         if self.max_time is not None:
             parse_duration(self.max_time)
         check_device(self.device)
-        if not isinstance(self.plot_loss, bool):
-            raise UserError(f"plot_loss must be true or false, got {self.plot_loss!r}")
+        for name in ("plot_loss", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.tokenizer not in ("char", "bpe", "word"):
             raise UserError(f"tokenizer must be char, bpe or word, got {self.tokenizer!r}")
         if self.tokenizer_vocab_size is not None:

@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Options that may change when a run is resumed; everything else comes from the run.
 RESUMABLE = ("epochs", "max_steps", "max_time", "eval_interval", "eval_batches", "sample_chars",
-             "keep_checkpoints", "plot_loss", "device", "threads")
+             "keep_checkpoints", "plot_loss", "tensorboard", "device", "threads")
 BUDGET = ("epochs", "max_steps", "max_time")  # given together or not at all: one budget
 
 
