@@ -185,3 +185,18 @@ def test_without_transformers_the_export_is_one_line(runs, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "pip install transformers" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_from_minigpt_train_to_a_transformers_pipeline_in_two_commands(story_file, tmp_path, capsys):
+    """README: `minigpt train --preset classic ...`, `minigpt export --format transformers ...`, then
+    transformers' pipeline reads the directory."""
+    run, out = tmp_path / "run", tmp_path / "hf"
+    assert main(["train", "--preset", "classic", "--data", story_file, "--max-steps", "60", "--n-layers", "1",
+                 "--n-embd", "32", "--num-heads", "2", "--block-size", "48", "--threads", "1",
+                 "--out", str(run)]) == 0
+    assert main(["export", "--checkpoint", str(run), "--format", "transformers", "--out", str(out)]) == 0
+    assert "a transformers GPT-2" in capsys.readouterr().out
+    story = pipeline("text-generation", model=str(out))("Once upon a time", max_new_tokens=20, do_sample=False)
+    model, tokenizer, _ = load(run, "cpu")
+    ours = tokenizer.decode(t for t in _ours_greedy(model, tokenizer, "Once upon a time", 20) if t)
+    assert story[0]["generated_text"] == "Once upon a time" + ours
