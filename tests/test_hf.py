@@ -167,6 +167,8 @@ def test_export_format_transformers_from_the_command_line(runs, tmp_path, capsys
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "generation_config.json",
                                                "tokenizer.json", "tokenizer_config.json"}
     assert AutoModelForCausalLM.from_pretrained(out).dtype == torch.float16
+    assert main(["generate", "--checkpoint", str(out), "Once"]) == 2  # not our layout: said so
+    assert "is a transformers model (model_type 'gpt2'" in capsys.readouterr().err
     again = main(["export", "--checkpoint", str(runs["char"]), "--out", str(out), "--format", "transformers"])
     assert again == 2 and "already holds files" in capsys.readouterr().err  # never over files unasked
     assert main(["export", "--checkpoint", str(runs["char"]), "--out", str(out), "--format", "transformers",

@@ -70,6 +70,10 @@ def read_run_config(run_dir: Path) -> dict:
     present, a "train" object; anything else is a UserError naming the file."""
     path = run_dir / CONFIG
     config = read_json(path)
+    if isinstance(config, dict) and isinstance(config.get("model_type"), str) and "model" not in config:
+        raise UserError(f"{run_dir} is a transformers model (model_type {config['model_type']!r}, as "
+                        "`minigpt export --format transformers` writes): load it with transformers' "
+                        "AutoModelForCausalLM (import minigpt.hf first for model_type 'minigpt')")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise UserError(f"{path} has no 'model' section; the run cannot be loaded")
     if not isinstance(config.get("train", {}), dict):
