@@ -398,3 +398,20 @@ def test_browser_shapes_curves_and_a_phone_sized_screen(browser, served, tiny_ru
     assert (ARTIFACTS / "explainer-phone.png").stat().st_size > 10_000
     assert not errors, errors
     page.close()
+
+
+def test_a_subword_models_trailing_space_is_held_back_as_generation_does():
+    from conftest import make_stories
+    from minigpt.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer("bpe", make_stories(50), 300)
+    torch.manual_seed(0)
+    model = MiniGPT(ModelConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_embd=16, num_heads=2,
+                                n_layers=1, dropout=0.0))
+    data = inspect(model, tokenizer, "Once upon a ", top=tokenizer.vocab_size, seed=2)
+    assert data["held"] == " " and "".join(data["tokens"][1:]) == "Once upon a"
+    assert all((r["sampled_p"] > 0) <= r["token"].startswith(" ") for r in data["next"])
+    assert sum(r["sampled_p"] for r in data["next"]) == pytest.approx(1, abs=1e-4)
+    assert data["sample"]["token"].startswith(" ")
+    plain = inspect(model, tokenizer, "Once upon a", top=5)
+    assert plain["held"] == "" and plain["tokens"] == data["tokens"]

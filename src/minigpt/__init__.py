@@ -8,6 +8,7 @@ The public API:
     run = train(ModelConfig(n_layers=2), TrainConfig(data=["stories.txt"], max_steps=200), "runs/demo")
     model, tokenizer, config = load(run)               # a run directory, model directory or Hub id
     save_pretrained(model, tokenizer, "my-model")     # config.json, model.safetensors, tokenizer.json
+    save_pretrained(model, tokenizer, "my-hf", format="transformers")  # for HuggingFace transformers
     print(generate(model, tokenizer, "Once upon a time", max_new_tokens=300, temperature=0.8))
     stories = generate_batch(model, tokenizer, ["Tom", "Lily"] * 8, seed=1)  # 16 at once
     print(evaluate(model, tokenizer, "held-out.txt"))   # nats/char, bits/char, perplexity
@@ -17,6 +18,7 @@ Looking inside (minigpt.introspect, pictures in minigpt.viz):
     maps, chars = attention_maps(model, tokenizer, "Once upon a time")  # (layers, heads, T, T)
     rows = next_char_probabilities(model, tokenizer, "Once upon a ti")   # top next characters
     stages = summary(model)                                              # shapes and parameters
+    everything = introspect.inspect(model, tokenizer, "Once upon a ti")  # all of it: the web page's view
 """
 
 __version__ = "0.1.0"

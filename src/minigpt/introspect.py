@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SampleConfig
-from .prompt import prompt_ids, prompt_text
+from .prompt import held_back_space, prompt_ids, prompt_text
 from .evaluate import eval_mode
 from .ladder import rotate
 from .model import MiniGPT
@@ -201,7 +201,10 @@ def inspect(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig
     """Everything the explainer shows for `prompt`, from one forward pass (GET /api/inspect).
 
     - tokens: the last <= WINDOW tokens the model read ('<eos>' first when the story starts in
-      the window); `first` is the index of the first of them among all `total` tokens.
+      the window); `first` is the index of the first of them among all `total` tokens. `held`:
+      the trailing spaces a subword or word model holds back (generation does too, prompt.py);
+      then only tokens starting with them have a sampled_p, and the text they add is theirs
+      without `held`.
     - attention[layer][head][query][key] among those tokens (null for a layer or head not asked
       for); attention_before[layer][head][query] is the weight on tokens before the window, so
       each row and its 'before' sum to 1. Keys after the query (the future) are always 0.
@@ -216,7 +219,11 @@ def inspect(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig
     cfg = cfg or SampleConfig()
     cfg.validate()
     c = model.config
-    seen = forward_prompt(model, tokenizer, prompt)
+    text = prompt_text(prompt)
+    # A subword or word model holds a trailing space back, as generation does (prompt.py): it
+    # reads the text without it, and only a token starting with it may come next.
+    held, allowed = held_back_space(tokenizer, text)
+    seen = forward_prompt(model, tokenizer, text[: len(text) - len(held)])
     total = len(seen.ids)
     first = max(0, total - WINDOW)
     layers = range(c.n_layers) if layer is None else [layer]
@@ -229,16 +236,20 @@ def inspect(model: MiniGPT, tokenizer: Tokenizer, prompt: str, cfg: SampleConfig
         if first:
             before[li] = [_rounded(seen.weights[li, h, first:, :first].sum(-1)) if h in heads else None
                           for h in range(c.num_heads)]
-    return {"prompt": prompt_text(prompt), "tokens": [label(tokenizer, i) for i in seen.ids[first:]],
+    return {"prompt": text, "held": held, "tokens": [label(tokenizer, i) for i in seen.ids[first:]],
             "ids": seen.ids[first:], "first": first, "total": total, "layer": layer, "head": head,
             "attention": attention, "attention_before": before,
-            **_next_tokens(tokenizer, seen.logits[-1], cfg, top, seed),
+            **_next_tokens(tokenizer, seen.logits[-1], cfg, top, seed, allowed),
             "residual": _residual(model, tokenizer, seen.states, first),
             "shapes": _shapes(model, seen)}
 
 
-def _next_tokens(tokenizer: Tokenizer, last: torch.Tensor, cfg: SampleConfig, top: int, seed) -> dict:
-    raw, sampled = distributions(last, cfg)
+def _next_tokens(tokenizer: Tokenizer, last: torch.Tensor, cfg: SampleConfig, top: int, seed,
+                 allowed: torch.Tensor | None) -> dict:
+    raw = F.softmax(last, dim=-1)
+    if allowed is not None:  # the held-back space: sampling draws only tokens that start with it
+        last = last.masked_fill(~allowed, float("-inf"))
+    sampled = distributions(last, cfg)[1]
     order = torch.argsort(raw, descending=True)[:top].tolist()
 
     def row(i: int) -> dict:

@@ -167,6 +167,8 @@ Weights = list[list[list[float]] | None]  # one layer: [head][query][key], null:
 
 class Inspection(BaseModel):
     prompt: str = Field(description="the prompt as the model read it")
+    held: str = Field(description="trailing spaces a subword or word model holds back, as generation "
+                      "does: the next token must start with them (always '' for a character model)")
     tokens: list[str] = Field(description=f"the last <= {WINDOW} tokens read, '<eos>' the start of the story")
     ids: list[int]
     first: int = Field(description="index of tokens[0] among all the tokens read")

@@ -242,7 +242,8 @@
     if (pick.token === "<eos>") return;
     state.undo.push(before);
     $("undo-step").disabled = false;
-    $("prompt").value = (before + pick.token).slice(-Number($("prompt").maxLength || 1000));
+    // A subword model's held-back space is already in the box: the token adds the rest of itself.
+    $("prompt").value = (before + pick.token.slice(data.held.length)).slice(-Number($("prompt").maxLength || 1000));
     schedule(400);  // the chart keeps showing the drawn-from distribution for a moment
   }
   function undoStep() {
