@@ -134,6 +134,8 @@ def test_our_class_generates_and_pipelines_like_ours(tiny_run, tmp_path):
     assert len(long) + len(slid) > 32 + 8  # the window slid at least once
     assert theirs.generate(torch.tensor([long]), max_new_tokens=60, do_sample=False)[0, len(long):].tolist()[
         : len(slid)] == slid
+    half = AutoModelForCausalLM.from_pretrained(export(tiny_run, tmp_path / "half", dtype="fp16", format="transformers"))
+    assert half.model.token_embedding.weight.dtype == torch.float16  # kept as saved
     with pytest.raises(ValueError, match="padding"):
         theirs(torch.tensor([ids, ids]), attention_mask=torch.tensor([[0] + [1] * (len(ids) - 1), [1] * len(ids)]))
 

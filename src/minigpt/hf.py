@@ -139,7 +139,8 @@ class MiniGPTForCausalLM(PreTrainedModel, GenerationMixin):
         fixed tables (the causal mask, the rotary angles) are not saved, so the loaded weights go
         into a MiniGPT built for real, which computes them."""
         loaded = super().from_pretrained(*args, **kwargs)
-        fresh = MiniGPT(ModelConfig(**loaded.config.minigpt))
+        dtype = next(loaded.model.parameters()).dtype  # as saved, or as torch_dtype= asked
+        fresh = MiniGPT(ModelConfig(**loaded.config.minigpt)).to(dtype)
         fresh.load_state_dict(loaded.model.state_dict())
         loaded.model = fresh.to(loaded.device)
         return loaded.eval()
