@@ -191,6 +191,12 @@ TABLE = [
      "cannot write the model to"),
     ("cli", "export with a missing model card", ["export", *RUN, "--out", "{d}/new", "--card",
                                                  "{d}/nope.md"], "--card"),
+    # issue 22: transformers
+    ("cli", "export --format transformers into a folder holding other files",
+     ["export", *RUN, "--out", "{d}", "--format", "transformers"], "already holds files"),
+    ("cli", "export in an unknown format", ["export", *RUN, *NEW, "--format", "onnx"], "invalid choice"),
+    ("cli", "a transformers export given as a checkpoint", ["generate", "--checkpoint", "{d}/hfmodel", "Once"],
+     "is a transformers model"),
     # serving
     ("cli", "serve with no rows in the batch", ["serve", *RUN, "--max-batch", "0"],
      "--max-batch must be a positive integer"),
@@ -254,6 +260,8 @@ def ws(tmp_path_factory, tiny_run):
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"story": ["a", "b"]}), tmp_path / "notext.parquet")
     (tmp_path / "emptydir").mkdir()
+    (tmp_path / "hfmodel").mkdir()  # what `minigpt export --format transformers` writes, in short
+    (tmp_path / "hfmodel" / "config.json").write_text('{"model_type": "gpt2", "n_embd": 32}')
     weights = (tiny_run / "model.safetensors").read_bytes()
     for name, change in {
         "truncated": lambda r: (r / "model.safetensors").write_bytes(weights[:500]),
