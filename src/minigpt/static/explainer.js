@@ -227,7 +227,9 @@
     const extra = {};
     if ($("seed").value !== "") extra.seed = Number($("seed").value) + state.undo.length;
     const before = $("prompt").value;
-    const data = await ask(extra);
+    clearTimeout(state.timer);  // a redraw still pending would abort this question
+    $("one-step").disabled = true;  // one step at a time: a second click waits for this one
+    const data = await ask(extra).finally(() => { $("one-step").disabled = false; });
     if (!data) return;
     render(data);
     const pick = data.sample;
@@ -250,7 +252,7 @@
     if (!state.undo.length) return;
     $("prompt").value = state.undo.pop();
     $("undo-step").disabled = state.undo.length === 0;
-    $("step-log").firstElementChild?.remove();
+    $("step-log").querySelector("li:not([data-token='<eos>'])")?.remove();  // the step undone
     schedule(0);
   }
 
